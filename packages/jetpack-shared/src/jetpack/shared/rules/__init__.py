@@ -1,0 +1,55 @@
+"""Pure rules shared by every backend: no I/O here, only functions of their inputs.
+
+Backends (and the in-memory reference store) call these so that readiness,
+back-off, lease overlap, ranking and ids mean the same thing everywhere.
+"""
+
+from jetpack.shared.rules._ids import base36, new_id, new_memory_id, new_message_id, new_task_id
+from jetpack.shared.rules._paths import (
+    MAX_PATH_CHARS,
+    is_glob,
+    normalize_lease_path,
+    paths_overlap,
+)
+from jetpack.shared.rules._ranking import RRF_K, retention_score, rrf_fuse
+from jetpack.shared.rules._tasks import (
+    DEFAULT_CLAIM_TTL_MS,
+    DEFAULT_RETRY_BASE_MS,
+    MAX_RETRY_DELAY_MS,
+    Retry,
+    claim_order_key,
+    dependants_closure,
+    find_cycle,
+    has_skills,
+    is_final,
+    is_ready,
+    next_after_failure,
+    retry_delay_ms,
+)
+
+__all__ = [
+    "DEFAULT_CLAIM_TTL_MS",
+    "DEFAULT_RETRY_BASE_MS",
+    "MAX_PATH_CHARS",
+    "MAX_RETRY_DELAY_MS",
+    "RRF_K",
+    "Retry",
+    "base36",
+    "claim_order_key",
+    "dependants_closure",
+    "find_cycle",
+    "has_skills",
+    "is_final",
+    "is_glob",
+    "is_ready",
+    "new_id",
+    "new_memory_id",
+    "new_message_id",
+    "new_task_id",
+    "next_after_failure",
+    "normalize_lease_path",
+    "paths_overlap",
+    "retention_score",
+    "retry_delay_ms",
+    "rrf_fuse",
+]
