@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from jetpack.shared.errors import JetpackError, ValidationError
 
-__all__ = ["EmbedderError", "Embedder", "check_texts", "check_vectors"]
+__all__ = ["Embedder", "EmbedderError", "check_texts", "check_vectors"]
 
 
 @runtime_checkable
@@ -27,7 +27,7 @@ class Embedder(Protocol):
 
     @property
     def name(self) -> str:
-        """Model name recorded with every stored vector, e.g. ``sentence-transformers/all-MiniLM-L6-v2``."""
+        """Model name stored with each vector, e.g. ``sentence-transformers/all-MiniLM-L6-v2``."""
         ...
 
     @property

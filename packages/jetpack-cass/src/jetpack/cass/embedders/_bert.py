@@ -26,7 +26,9 @@ Array = npt.NDArray[np.float32]
 # Abramowitz & Stegun 7.1.26 coefficients: erf with |error| < 1.5e-7, which is
 # below float32 resolution for GELU's purposes. numpy has no erf of its own.
 _ERF_P = np.float32(0.3275911)
-_ERF_A = tuple(np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429))
+_ERF_A = tuple(
+    np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+)
 _INV_SQRT2 = np.float32(1.0 / np.sqrt(2.0))
 
 

@@ -34,7 +34,9 @@ logger = logging.getLogger("jetpack.cass.embedders")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(520, 531))
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None) -> float:
+def backoff_delay(
+    attempt: int, *, base: float, cap: float, retry_after: float | None = None
+) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based), with full jitter."""
     if retry_after is not None and retry_after >= 0:
         return min(retry_after, cap)
@@ -52,7 +54,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _error_detail(response: httpx.Response) -> str:
-    """A short, key-free description of an error body."""
+    """Describe an error body briefly, without any key."""
     try:
         body = response.json()
     except ValueError:
@@ -158,9 +160,13 @@ class HTTPEmbedder:
             try:
                 raw = self._parse(body, len(chunk))
             except (KeyError, IndexError, TypeError, ValueError) as exc:
-                raise EmbedderError(f"{self.provider} returned an unexpected answer: {exc!r}") from exc
+                raise EmbedderError(
+                    f"{self.provider} returned an unexpected answer: {exc!r}"
+                ) from exc
             vectors.extend(
-                check_vectors(raw, expected=len(chunk), dimensions=self._dimensions, source=self.provider)
+                check_vectors(
+                    raw, expected=len(chunk), dimensions=self._dimensions, source=self.provider
+                )
             )
         return vectors
 
@@ -182,7 +188,9 @@ class HTTPEmbedder:
                     try:
                         return response.json()
                     except ValueError as exc:
-                        raise EmbedderError(f"{self.provider} answered {status} with invalid JSON") from exc
+                        raise EmbedderError(
+                            f"{self.provider} answered {status} with invalid JSON"
+                        ) from exc
                 detail = _error_detail(response)
                 if status in (401, 403):
                     raise AuthError(f"{self.provider} refused the credentials ({status}): {detail}")
@@ -199,7 +207,12 @@ class HTTPEmbedder:
                 attempt, base=self._backoff_base, cap=self._backoff_max, retry_after=retry_after
             )
             logger.warning(
-                "%s %s; retry %d/%d in %.2fs", self.provider, failure, attempt + 1, self._max_retries, delay
+                "%s %s; retry %d/%d in %.2fs",
+                self.provider,
+                failure,
+                attempt + 1,
+                self._max_retries,
+                delay,
             )
             await asyncio.sleep(delay)
             attempt += 1

@@ -159,7 +159,10 @@ class LocalEmbedder:
         return self._dir
 
     def __repr__(self) -> str:
-        return f"LocalEmbedder(name={self._name!r}, dimensions={self.dimensions}, model_dir='{self._dir}')"
+        return (
+            f"LocalEmbedder(name={self._name!r}, dimensions={self.dimensions}, "
+            f"model_dir='{self._dir}')"
+        )
 
     async def load(self) -> None:
         """Load weights and tokenizer now (in a worker thread) instead of on first use."""

@@ -69,7 +69,9 @@ class OpenAIEmbedder(HTTPEmbedder):
         super().__init__(
             model=model,
             dimensions=size,
-            base_url=(base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+            base_url=(
+                base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+            ).rstrip("/")
             + "/",
             headers={"Authorization": f"Bearer {key}"},
             timeout=timeout,
