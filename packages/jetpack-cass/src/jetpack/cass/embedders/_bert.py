@@ -29,6 +29,7 @@ _ERF_P = np.float32(0.3275911)
 _ERF_A = tuple(
     np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 )
+_FFN_ROWS = 256  # rows per feed-forward slice: (256, 1536) float32 is 1.5 MB
 _INV_SQRT2 = np.float32(1.0 / np.sqrt(2.0))
 
 
@@ -151,19 +152,44 @@ def _layer_norm(x: Array, gamma: Array, beta: Array, eps: float) -> Array:
 
 
 def _erf(x: Array) -> Array:
-    sign = np.sign(x)
+    """Erf to within 1.5e-7 (Abramowitz & Stegun 7.1.26)."""
     a = np.abs(x)
-    t = np.float32(1.0) / (np.float32(1.0) + _ERF_P * a)
-    a1, a2, a3, a4, a5 = _ERF_A
-    poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t
-    out: Array = sign * (np.float32(1.0) - poly * np.exp(-a * a))
+    out: Array = np.float32(1.0) - _erfc_tail(a) * np.exp(-a * a)
+    out *= np.sign(x)
     return out
+
+
+def _erfc_tail(a: Array) -> Array:
+    """The A&S polynomial in ``t = 1 / (1 + p*a)`` for ``a >= 0``, computed in place."""
+    t = a * _ERF_P
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    a1, a2, a3, a4, a5 = _ERF_A
+    poly = t * a5
+    for coef in (a4, a3, a2, a1):
+        poly += coef
+        poly *= t
+    return poly
 
 
 def _gelu(x: Array) -> Array:
-    """Exact (erf-based) GELU, as BERT's ``hidden_act="gelu"`` specifies."""
-    out: Array = np.float32(0.5) * x * (np.float32(1.0) + _erf(x * _INV_SQRT2))
-    return out
+    """Exact (erf-based) GELU, as BERT's ``hidden_act="gelu"`` specifies; overwrites ``x``.
+
+    ``0.5 x (1 + erf(x/sqrt2))`` equals ``max(x, 0) - 0.5 |x| erfc(|x|/sqrt2)``,
+    which needs no sign and fewer full-size temporaries.
+    """
+    a = np.abs(x)
+    z = a * _INV_SQRT2
+    tail = _erfc_tail(z)  # erfc(|z|) = tail * exp(-z^2)
+    np.multiply(z, z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    tail *= z
+    tail *= a
+    tail *= np.float32(0.5)
+    np.maximum(x, np.float32(0.0), out=x)
+    x -= tail
+    return x
 
 
 def _softmax(x: Array) -> Array:
@@ -171,6 +197,20 @@ def _softmax(x: Array) -> Array:
     np.exp(x, out=x)
     x /= x.sum(axis=-1, keepdims=True)
     return x
+
+
+def _feed_forward(x: Array, layer: _Layer, eps: float) -> Array:
+    """The FFN block on ``(rows, H)``, in slices small enough to stay in cache."""
+    out = np.empty_like(x)
+    for start in range(0, x.shape[0], _FFN_ROWS):
+        rows = x[start : start + _FFN_ROWS]
+        up = rows @ layer.up_w
+        up += layer.up_b
+        down = _gelu(up) @ layer.down_w
+        down += layer.down_b
+        down += rows
+        out[start : start + _FFN_ROWS] = _layer_norm(down, layer.ln2_g, layer.ln2_b, eps)
+    return out
 
 
 def encode(
@@ -209,8 +249,7 @@ def encode(
         probs = _softmax(scores)
         ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
         x = _layer_norm(ctx @ layer.out_w + layer.out_b + x, layer.ln1_g, layer.ln1_b, eps)
-        up = _gelu(x @ layer.up_w + layer.up_b)
-        x = _layer_norm(up @ layer.down_w + layer.down_b + x, layer.ln2_g, layer.ln2_b, eps)
+        x = _feed_forward(x.reshape(batch * seq, hidden), layer, eps).reshape(batch, seq, hidden)
 
     summed = np.einsum("bth,bt->bh", x, mask)
     counts = np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
