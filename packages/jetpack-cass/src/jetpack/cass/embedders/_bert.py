@@ -160,7 +160,7 @@ def _erf(x: Array) -> Array:
 
 
 def _erfc_tail(a: Array) -> Array:
-    """The A&S polynomial in ``t = 1 / (1 + p*a)`` for ``a >= 0``, computed in place."""
+    """Evaluate the A&S polynomial in ``t = 1 / (1 + p*a)`` (``a >= 0``), in place."""
     t = a * _ERF_P
     t += np.float32(1.0)
     np.reciprocal(t, out=t)
@@ -200,7 +200,7 @@ def _softmax(x: Array) -> Array:
 
 
 def _feed_forward(x: Array, layer: _Layer, eps: float) -> Array:
-    """The FFN block on ``(rows, H)``, in slices small enough to stay in cache."""
+    """Run the FFN block on ``(rows, H)`` in slices small enough to stay in cache."""
     out = np.empty_like(x)
     for start in range(0, x.shape[0], _FFN_ROWS):
         rows = x[start : start + _FFN_ROWS]
