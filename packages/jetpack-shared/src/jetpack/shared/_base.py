@@ -84,7 +84,7 @@ def parse(model: type[M], data: M | Mapping[str, Any]) -> M:
     An instance of ``model`` is re-validated too, so values assigned after
     construction cannot slip past the rules.
     """
-    raw: Any = data.model_dump() if isinstance(data, BaseModel) else data
+    raw: Any = data.model_dump(exclude_unset=True) if isinstance(data, BaseModel) else data
     if not isinstance(raw, Mapping):
         raise ValidationError(model.__name__, f"expected an object, got {type(raw).__name__}")
     try:

@@ -103,7 +103,7 @@ class TaskStore(AsyncStore, Protocol):
         ...
 
     async def list_tasks(self, options: TaskListOptions | Mapping[str, Any] | None = None) -> list[Task]:
-        """Tasks matching the filters, in creation order (then id), with limit/offset."""
+        """Tasks matching the filters, in creation (insertion) order, with limit/offset."""
         ...
 
     async def get_ready_tasks(self, limit: int | None = None) -> list[Task]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from jetpack.shared._base import (
     MAX_LIST_ITEMS,
@@ -176,6 +176,8 @@ class TaskUpdate(JetpackModel):
     Claim fields (``assigned_agent``, ``claim_expires_at``) change only through
     ``claim_*``/``release_task``/``complete_task``/``fail_task``.
     """
+
+    model_config = ConfigDict(extra="forbid", validate_default=False)
 
     title: Title | None = None
     description: Text | None = None

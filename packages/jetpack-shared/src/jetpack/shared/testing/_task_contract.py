@@ -1,0 +1,469 @@
+"""TaskStoreContract: the behaviour every TaskStore keeps.
+
+Subclass it in a backend's tests and supply ``store_spec``::
+
+    class TestBeadsContract(TaskStoreContract):
+        multiprocess = True
+
+        @pytest.fixture
+        def store_spec(self, tmp_path):
+            return StoreSpec("jetpack.beads:BeadsAdapter", {"db_path": str(tmp_path / "b.db")})
+
+A failing test names the rule in its docstring; fix the backend, not the test.
+A backend that cannot meet a rule marks that test ``xfail(strict=True)`` with a
+reason in its subclass; it never deletes or overrides it silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import pytest
+import pytest_asyncio
+
+from jetpack.shared import (
+    FailureType,
+    Task,
+    TaskPriority,
+    TaskStatus,
+    TaskStore,
+    utcnow,
+)
+from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
+from jetpack.shared.testing._procs import claim_worker, run_in_processes
+from jetpack.shared.testing._spec import StoreSpec
+
+__all__ = ["TaskStoreContract"]
+
+BASE_MS = 300
+
+
+class TaskStoreContract:
+    """Conformance tests for :class:`jetpack.shared.TaskStore` backends."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
+    multiprocess: ClassVar[bool] = False
+    """Set True when the backend is safe across OS processes; races then run in 4 processes.
+
+    With False, the multi-process tests are not collected at all (never skipped).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.multiprocess:
+            cls.test_claim_race_across_processes = None  # type: ignore[assignment]
+
+    @pytest.fixture
+    def store_spec(self, tmp_path: Any) -> StoreSpec:
+        """Abstract: return a StoreSpec for an empty store private to this test."""
+        raise NotImplementedError("subclass TaskStoreContract and override the store_spec fixture")
+
+    @pytest_asyncio.fixture
+    async def store(self, store_spec: StoreSpec) -> AsyncIterator[TaskStore]:
+        """An open, empty store with a short retry back-off (``retry_base_ms=300``)."""
+        async with store_spec.build(retry_base_ms=BASE_MS) as store:
+            yield store
+
+    # -- create / read -----------------------------------------------------
+
+    async def test_create_then_get_round_trips(self, store: TaskStore) -> None:
+        """create_task returns the stored task and get_task returns the same values."""
+        created = await store.create_task(
+            {
+                "title": "Write the parser",
+                "description": "tokens → AST",
+                "priority": "high",
+                "required_skills": ["python"],
+                "tags": ["parser"],
+                "estimated_minutes": 30,
+                "metadata": {"files": ["src/parser.py"]},
+            }
+        )
+        assert created.id.startswith("bd-")
+        assert created.status is TaskStatus.PENDING
+        assert created.created_at.tzinfo is not None
+        fetched = await store.get_task(created.id)
+        assert fetched == created
+        assert fetched is not None and fetched.metadata == {"files": ["src/parser.py"]}
+
+    async def test_get_unknown_returns_none(self, store: TaskStore) -> None:
+        """get_task of an unknown id is None, not an error."""
+        assert await store.get_task("bd-missing") is None
+
+    async def test_generated_ids_are_unique(self, store: TaskStore) -> None:
+        """Generated ids never collide."""
+        tasks = await store.create_tasks([{"title": f"t{i}"} for i in range(200)])
+        assert len({t.id for t in tasks}) == 200
+
+    async def test_existing_id_is_a_conflict_not_an_overwrite(self, store: TaskStore) -> None:
+        """Creating an existing id raises ConflictError and keeps the original."""
+        await store.create_task({"id": "bd-fixed", "title": "original"})
+        with pytest.raises(ConflictError):
+            await store.create_task({"id": "bd-fixed", "title": "impostor"})
+        task = await store.get_task("bd-fixed")
+        assert task is not None and task.title == "original"
+
+    async def test_unknown_dependency_is_refused(self, store: TaskStore) -> None:
+        """A dependency on an unknown id is a ValidationError naming 'dependencies'."""
+        with pytest.raises(ValidationError) as info:
+            await store.create_task({"title": "orphan", "dependencies": ["bd-nope"]})
+        assert info.value.field == "dependencies"
+        assert await store.list_tasks() == []
+
+    async def test_dependency_cycle_is_refused(self, store: TaskStore) -> None:
+        """An update that closes a cycle raises ConflictError and changes nothing."""
+        a = await store.create_task({"title": "a"})
+        b = await store.create_task({"title": "b", "dependencies": [a.id]})
+        c = await store.create_task({"title": "c", "dependencies": [b.id]})
+        with pytest.raises(ConflictError):
+            await store.update_task(a.id, {"dependencies": [c.id]})
+        after = await store.get_task(a.id)
+        assert after is not None and after.dependencies == [] and after.version == a.version
+
+    async def test_self_dependency_is_refused(self, store: TaskStore) -> None:
+        """A task cannot depend on itself."""
+        with pytest.raises(ConflictError):
+            await store.create_task({"id": "bd-self", "title": "me", "dependencies": ["bd-self"]})
+        assert await store.get_task("bd-self") is None
+
+    async def test_create_tasks_is_all_or_nothing(self, store: TaskStore) -> None:
+        """A batch with one bad item writes nothing; later items may depend on earlier ones."""
+        with pytest.raises(ValidationError):
+            await store.create_tasks([{"id": "bd-ok", "title": "fine"}, {"title": ""}])
+        assert await store.list_tasks() == []
+        made = await store.create_tasks(
+            [{"id": "bd-first", "title": "first"}, {"title": "second", "dependencies": ["bd-first"]}]
+        )
+        assert made[1].dependencies == ["bd-first"]
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("title", ""),
+            ("title", "x" * 10_000),
+            ("priority", "urgent"),
+            ("status", "done-ish"),
+            ("status", "claimed"),
+            ("estimated_minutes", -5),
+            ("max_retries", -1),
+            ("tags", "not-a-list"),
+            ("metadata", {"bad": float("nan")}),
+            ("id", "has spaces"),
+            ("colour", "blue"),
+        ],
+    )
+    async def test_bad_input_names_the_field_and_writes_nothing(
+        self, store: TaskStore, field: str, value: object
+    ) -> None:
+        """Every invalid field raises ValidationError with ``.field`` naming it; nothing is stored."""
+        data: dict[str, object] = {"title": "valid title"}
+        data[field] = value
+        with pytest.raises(ValidationError) as info:
+            await store.create_task(data)
+        assert info.value.field.split(".")[0] == field
+        assert await store.list_tasks() == []
+
+    # -- update / delete ---------------------------------------------------
+
+    async def test_update_applies_set_fields_and_bumps_version(self, store: TaskStore) -> None:
+        """update_task changes only the given fields and increments version and updated_at."""
+        task = await store.create_task({"title": "old", "tags": ["a"]})
+        await asyncio.sleep(0.002)
+        new = await store.update_task(task.id, {"title": "new"})
+        assert new.title == "new" and new.tags == ["a"]
+        assert new.version > task.version and new.updated_at > task.updated_at
+        assert new.created_at == task.created_at
+
+    async def test_update_unknown_raises_not_found(self, store: TaskStore) -> None:
+        """update_task of an unknown id raises NotFoundError."""
+        with pytest.raises(NotFoundError):
+            await store.update_task("bd-missing", {"title": "x"})
+
+    async def test_bad_update_changes_nothing(self, store: TaskStore) -> None:
+        """An invalid update raises ValidationError naming the field; the task is unchanged."""
+        task = await store.create_task({"title": "keep"})
+        with pytest.raises(ValidationError) as info:
+            await store.update_task(task.id, {"priority": "whenever"})
+        assert info.value.field == "priority"
+        assert await store.get_task(task.id) == task
+
+    async def test_delete(self, store: TaskStore) -> None:
+        """delete_task is True once, then False; a task others depend on cannot be deleted."""
+        a = await store.create_task({"title": "a"})
+        b = await store.create_task({"title": "b", "dependencies": [a.id]})
+        with pytest.raises(ConflictError):
+            await store.delete_task(a.id)
+        assert await store.delete_task(b.id) is True
+        assert await store.delete_task(b.id) is False
+        assert await store.delete_task(a.id) is True
+
+    # -- readiness ---------------------------------------------------------
+
+    async def test_ready_rule(self, store: TaskStore) -> None:
+        """Ready = open status, every dependency completed, no blockers, back-off passed."""
+        dep = await store.create_task({"title": "dep"})
+        waiting = await store.create_task({"title": "waiting", "dependencies": [dep.id]})
+        blocked = await store.create_task({"title": "blocked", "blockers": ["needs a decision"]})
+        ready_ids = {t.id for t in await store.get_ready_tasks()}
+        assert dep.id in ready_ids
+        assert waiting.id not in ready_ids and blocked.id not in ready_ids
+        claimed = await store.claim_task(dep.id, "agent-1")
+        assert claimed is not None
+        await store.complete_task(dep.id, "agent-1")
+        assert waiting.id in {t.id for t in await store.get_ready_tasks()}
+
+    async def test_ready_order_is_priority_then_age(self, store: TaskStore) -> None:
+        """get_ready_tasks and claim_next order: critical > high > medium > low, then oldest."""
+        low = await store.create_task({"title": "low", "priority": "low"})
+        med1 = await store.create_task({"title": "med1"})
+        await asyncio.sleep(0.002)
+        med2 = await store.create_task({"title": "med2"})
+        crit = await store.create_task({"title": "crit", "priority": "critical"})
+        order = [t.id for t in await store.get_ready_tasks()]
+        assert order == [crit.id, med1.id, med2.id, low.id]
+        first = await store.claim_next("agent-1")
+        assert first is not None and first.id == crit.id
+
+    # -- claims ------------------------------------------------------------
+
+    async def test_claim_task_sets_holder_and_expiry(self, store: TaskStore) -> None:
+        """A claim records the agent, claimed status and a claim expiry in the future."""
+        task = await store.create_task({"title": "t"})
+        claimed = await store.claim_task(task.id, "agent-1", ttl_ms=60_000)
+        assert claimed is not None
+        assert claimed.status is TaskStatus.CLAIMED and claimed.assigned_agent == "agent-1"
+        assert claimed.claim_expires_at is not None and claimed.claim_expires_at > utcnow()
+
+    async def test_claim_task_second_caller_gets_none(self, store: TaskStore) -> None:
+        """A held task cannot be claimed again."""
+        task = await store.create_task({"title": "t"})
+        assert await store.claim_task(task.id, "agent-1") is not None
+        assert await store.claim_task(task.id, "agent-2") is None
+        held = await store.get_task(task.id)
+        assert held is not None and held.assigned_agent == "agent-1"
+
+    async def test_claim_task_not_ready_gets_none(self, store: TaskStore) -> None:
+        """A task with an open dependency cannot be claimed."""
+        dep = await store.create_task({"title": "dep"})
+        task = await store.create_task({"title": "t", "dependencies": [dep.id]})
+        assert await store.claim_task(task.id, "agent-1") is None
+
+    async def test_claim_unknown_raises_not_found(self, store: TaskStore) -> None:
+        """claim_task of an unknown id raises NotFoundError."""
+        with pytest.raises(NotFoundError):
+            await store.claim_task("bd-missing", "agent-1")
+
+    async def test_claim_validates_arguments(self, store: TaskStore) -> None:
+        """An empty agent id or a non-positive ttl is a ValidationError naming it."""
+        task = await store.create_task({"title": "t"})
+        with pytest.raises(ValidationError) as info:
+            await store.claim_task(task.id, "")
+        assert info.value.field == "agent_id"
+        with pytest.raises(ValidationError) as info:
+            await store.claim_next("agent-1", ttl_ms=0)
+        assert info.value.field == "ttl_ms"
+        still = await store.get_task(task.id)
+        assert still is not None and still.status is TaskStatus.PENDING
+
+    async def test_claim_next_respects_skills(self, store: TaskStore) -> None:
+        """claim_next only takes tasks whose required skills the agent has; None = any."""
+        rust = await store.create_task({"title": "rust", "required_skills": ["rust"], "priority": "high"})
+        py = await store.create_task({"title": "py", "required_skills": ["python"]})
+        got = await store.claim_next("agent-py", ["python", "sql"])
+        assert got is not None and got.id == py.id
+        assert await store.claim_next("agent-py", ["python"]) is None
+        anyone = await store.claim_next("agent-any")
+        assert anyone is not None and anyone.id == rust.id
+
+    async def test_claim_next_empty_returns_none(self, store: TaskStore) -> None:
+        """claim_next with nothing ready returns None."""
+        assert await store.claim_next("agent-1") is None
+
+    async def test_one_task_many_claimers_one_winner(self, store: TaskStore) -> None:
+        """60 concurrent claim_task calls on one task: exactly one wins."""
+        task = await store.create_task({"title": "contended"})
+        results = await asyncio.gather(*(store.claim_task(task.id, f"agent-{i}") for i in range(60)))
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1
+        final = await store.get_task(task.id)
+        assert final is not None and final.assigned_agent == winners[0].assigned_agent
+
+    async def test_claim_next_race_claims_each_task_once(self, store: TaskStore) -> None:
+        """60 coroutines draining 40 tasks with claim_next: every task claimed exactly once."""
+        await store.create_tasks([{"title": f"t{i}"} for i in range(40)])
+
+        async def drain(agent: str) -> list[str]:
+            got: list[str] = []
+            while (task := await store.claim_next(agent)) is not None:
+                got.append(task.id)
+            return got
+
+        claimed = [tid for ids in await asyncio.gather(*(drain(f"a{i}") for i in range(60))) for tid in ids]
+        assert len(claimed) == 40 and len(set(claimed)) == 40
+
+    async def test_claim_race_across_processes(self, store: TaskStore, store_spec: StoreSpec) -> None:
+        """4 OS processes racing claim_next: every task claimed exactly once."""
+        made = await store.create_tasks([{"title": f"t{i}"} for i in range(120)])
+        start_at = time.time() + 2.0
+        results = await asyncio.to_thread(
+            run_in_processes, claim_worker, [(store_spec, f"proc-{i}", start_at) for i in range(4)]
+        )
+        claimed = [tid for ids in results for tid in ids]
+        assert sorted(claimed) == sorted(t.id for t in made), "a task was claimed twice or never"
+
+    # -- release / complete / fail ----------------------------------------
+
+    async def test_release_by_holder_only(self, store: TaskStore) -> None:
+        """Only the holder releases; release returns the task to ready without using a retry."""
+        task = await store.create_task({"title": "t"})
+        await store.claim_task(task.id, "agent-1")
+        assert await store.release_task(task.id, "agent-2") is False
+        held = await store.get_task(task.id)
+        assert held is not None and held.assigned_agent == "agent-1"
+        assert await store.release_task(task.id, "agent-1") is True
+        back = await store.get_task(task.id)
+        assert back is not None and back.assigned_agent is None and back.retry_count == 0
+        assert task.id in {t.id for t in await store.get_ready_tasks()}
+
+    async def test_release_never_reopens_completed(self, store: TaskStore) -> None:
+        """Releasing a completed task is refused (False) and it stays completed."""
+        task = await store.create_task({"title": "t"})
+        await store.claim_task(task.id, "agent-1")
+        await store.complete_task(task.id, "agent-1")
+        assert await store.release_task(task.id, "agent-1") is False
+        done = await store.get_task(task.id)
+        assert done is not None and done.status is TaskStatus.COMPLETED
+
+    async def test_complete_by_non_holder_is_a_conflict(self, store: TaskStore) -> None:
+        """complete_task by an agent that does not hold the task raises ConflictError."""
+        task = await store.create_task({"title": "t"})
+        await store.claim_task(task.id, "agent-1")
+        with pytest.raises(ConflictError):
+            await store.complete_task(task.id, "agent-2")
+
+    async def test_start_then_complete(self, store: TaskStore) -> None:
+        """start_task marks in_progress; complete_task sets completed_at and actual_minutes."""
+        task = await store.create_task({"title": "t"})
+        await store.claim_task(task.id, "agent-1")
+        started = await store.start_task(task.id, "agent-1")
+        assert started.status is TaskStatus.IN_PROGRESS
+        done = await store.complete_task(task.id, "agent-1", actual_minutes=7, result={"ok": True})
+        assert done.status is TaskStatus.COMPLETED and done.completed_at is not None
+        assert done.actual_minutes == 7 and done.metadata["result"] == {"ok": True}
+        assert done.claim_expires_at is None
+
+    async def test_fail_applies_back_off(self, store: TaskStore) -> None:
+        """fail_task: retry_count + 1, ready again only after not_before = now + base × 2^retry."""
+        task = await store.create_task({"title": "flaky", "max_retries": 2})
+        await store.claim_task(task.id, "agent-1")
+        failed = await store.fail_task(task.id, "agent-1", "boom", FailureType.ERROR)
+        assert failed.retry_count == 1 and failed.last_error == "boom"
+        assert failed.failure_type is FailureType.ERROR and failed.assigned_agent is None
+        assert failed.not_before is not None and failed.not_before > utcnow()
+        assert await store.claim_next("agent-2") is None, "claimed before its back-off passed"
+        await asyncio.sleep(BASE_MS / 1000 + 0.1)
+        again = await store.claim_next("agent-2")
+        assert again is not None and again.id == task.id
+        second = await store.fail_task(task.id, "agent-2", "boom again")
+        assert second.not_before is not None and failed.not_before is not None
+        gap = (second.not_before - second.updated_at).total_seconds()
+        assert gap >= 2 * BASE_MS / 1000 * 0.9, "back-off did not double"
+
+    async def test_out_of_retries_fails_and_blocks_dependants(self, store: TaskStore) -> None:
+        """The last failure marks the task failed and every dependant, transitively, blocked."""
+        root = await store.create_task({"title": "root", "max_retries": 0})
+        child = await store.create_task({"title": "child", "dependencies": [root.id]})
+        grandchild = await store.create_task({"title": "grandchild", "dependencies": [child.id]})
+        await store.claim_task(root.id, "agent-1")
+        failed = await store.fail_task(root.id, "agent-1", "fatal")
+        assert failed.status is TaskStatus.FAILED
+        for tid in (child.id, grandchild.id):
+            dep = await store.get_task(tid)
+            assert dep is not None and dep.status is TaskStatus.BLOCKED
+            assert any(root.id in b for b in dep.blockers), "blocker must name the failed task"
+
+    # -- claim TTL ---------------------------------------------------------
+
+    async def test_expired_claim_is_taken_again_as_stalled(self, store: TaskStore) -> None:
+        """A claim past its TTL may be taken by claim_next: retry_count + 1, failure stalled."""
+        task = await store.create_task({"title": "t", "max_retries": 3})
+        await store.claim_task(task.id, "agent-dead", ttl_ms=300)
+        assert await store.claim_next("agent-2") is None
+        await asyncio.sleep(0.45)
+        taken = await store.claim_next("agent-2")
+        assert taken is not None and taken.id == task.id and taken.assigned_agent == "agent-2"
+        assert taken.retry_count == 1 and taken.failure_type is FailureType.STALLED
+
+    async def test_renew_claim_keeps_it(self, store: TaskStore) -> None:
+        """renew_claim extends the claim so nobody else takes a long-running task."""
+        task = await store.create_task({"title": "long"})
+        await store.claim_task(task.id, "agent-1", ttl_ms=300)
+        for _ in range(3):
+            await asyncio.sleep(0.15)
+            await store.renew_claim(task.id, "agent-1", ttl_ms=300)
+        assert await store.claim_next("agent-2") is None
+        held = await store.get_task(task.id)
+        assert held is not None and held.assigned_agent == "agent-1"
+
+    async def test_renew_by_non_holder_is_a_conflict(self, store: TaskStore) -> None:
+        """renew_claim by another agent raises ConflictError."""
+        task = await store.create_task({"title": "t"})
+        await store.claim_task(task.id, "agent-1")
+        with pytest.raises(ConflictError):
+            await store.renew_claim(task.id, "agent-2")
+
+    async def test_recover_expired_claims(self, store: TaskStore) -> None:
+        """recover_expired_claims returns lapsed claims to the queue at once."""
+        task = await store.create_task({"title": "t"})
+        await store.claim_task(task.id, "agent-dead", ttl_ms=100)
+        await asyncio.sleep(0.2)
+        recovered = await store.recover_expired_claims()
+        assert [t.id for t in recovered] == [task.id]
+        back = await store.get_task(task.id)
+        assert back is not None and back.assigned_agent is None
+        assert back.status in (TaskStatus.READY, TaskStatus.PENDING)
+
+    # -- queries -----------------------------------------------------------
+
+    async def test_list_filters_limit_offset(self, store: TaskStore) -> None:
+        """list_tasks filters by status/priority/agent/tag and pages in creation order."""
+        made = []
+        for i in range(6):
+            made.append(
+                await store.create_task(
+                    {"title": f"t{i}", "priority": "high" if i % 2 else "low", "tags": [f"g{i % 3}"]}
+                )
+            )
+        await store.claim_task(made[0].id, "agent-1")
+        all_ids = [t.id for t in await store.list_tasks()]
+        assert all_ids == [t.id for t in made]
+        assert [t.id for t in await store.list_tasks({"limit": 2, "offset": 2})] == all_ids[2:4]
+        high = await store.list_tasks({"priority": "high"})
+        assert {t.id for t in high} == {made[1].id, made[3].id, made[5].id}
+        assert [t.id for t in await store.list_tasks({"assigned_agent": "agent-1"})] == [made[0].id]
+        assert [t.id for t in await store.list_tasks({"tag": "g1"})] == [made[1].id, made[4].id]
+        claimed = await store.get_tasks_by_status(TaskStatus.CLAIMED)
+        assert [t.id for t in claimed] == [made[0].id]
+        assert [t.id for t in await store.get_tasks_by_agent("agent-1")] == [made[0].id]
+
+    async def test_stats(self, store: TaskStore) -> None:
+        """get_stats counts every status and priority, and the ready tasks."""
+        a = await store.create_task({"title": "a", "priority": "critical"})
+        await store.create_task({"title": "b", "dependencies": [a.id]})
+        await store.claim_task(a.id, "agent-1")
+        await store.complete_task(a.id, "agent-1", actual_minutes=4)
+        stats = await store.get_stats()
+        assert stats.total == 2
+        assert stats.by_status[TaskStatus.COMPLETED] == 1
+        assert stats.by_priority[TaskPriority.CRITICAL] == 1
+        assert stats.ready == 1
+        assert stats.avg_completion_minutes == 4
+
+    async def test_models_round_trip_json(self, store: TaskStore) -> None:
+        """Stored tasks survive a JSON round trip exactly."""
+        task = await store.create_task({"title": "json", "metadata": {"a": [1, 2, {"b": None}]}})
+        assert Task.model_validate_json(task.model_dump_json()) == task
