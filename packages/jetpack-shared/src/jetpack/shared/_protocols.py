@@ -34,7 +34,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
-from jetpack.shared._mail import AgentPresence, AgentStatus, Lease, LeaseStatus, Message, MessageType
+from jetpack.shared._mail import (
+    AgentPresence,
+    AgentStatus,
+    Lease,
+    LeaseStatus,
+    Message,
+    MessageType,
+)
 from jetpack.shared._memory import MemoryEntry, MemoryInput, MemoryStats, MemoryType, Page
 from jetpack.shared._tasks import (
     FailureType,
@@ -81,13 +88,17 @@ class TaskStore(AsyncStore, Protocol):
     """
 
     async def create_task(self, task: TaskInput | Mapping[str, Any]) -> Task:
-        """Create one task. Existing id → ConflictError; unknown dependency → ValidationError;
-        a cycle → ConflictError."""
+        """Create one task.
+
+        Existing id → ConflictError; unknown dependency → ValidationError; a cycle → ConflictError.
+        """
         ...
 
     async def create_tasks(self, tasks: Sequence[TaskInput | Mapping[str, Any]]) -> list[Task]:
-        """Create many tasks in one transaction: all or none. Later items may depend on
-        earlier ones."""
+        """Create many tasks in one transaction: all or none.
+
+        Later items may depend on earlier ones.
+        """
         ...
 
     async def get_task(self, task_id: str) -> Task | None:
@@ -102,7 +113,9 @@ class TaskStore(AsyncStore, Protocol):
         """Delete a task nobody depends on (else ConflictError). False if it did not exist."""
         ...
 
-    async def list_tasks(self, options: TaskListOptions | Mapping[str, Any] | None = None) -> list[Task]:
+    async def list_tasks(
+        self, options: TaskListOptions | Mapping[str, Any] | None = None
+    ) -> list[Task]:
         """Tasks matching the filters, in creation (insertion) order, with limit/offset."""
         ...
 
@@ -118,9 +131,13 @@ class TaskStore(AsyncStore, Protocol):
         """Tasks the agent holds now (claimed or in progress)."""
         ...
 
-    async def claim_task(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task | None:
+    async def claim_task(
+        self, task_id: str, agent_id: str, *, ttl_ms: int | None = None
+    ) -> Task | None:
         """Claim one ready task for ``agent_id``; None if it is not ready or someone else won.
-        Unknown id → NotFoundError."""
+
+        Unknown id → NotFoundError.
+        """
         ...
 
     async def claim_next(
@@ -130,8 +147,11 @@ class TaskStore(AsyncStore, Protocol):
         *,
         ttl_ms: int | None = None,
     ) -> Task | None:
-        """Atomically claim the best ready task whose required skills ``skills`` covers
-        (None: any task); a lapsed claim counts as ready again. None when nothing fits."""
+        """Atomically claim the best ready task the agent has the skills for.
+
+        ``skills=None`` means any task. A lapsed claim counts as ready again.
+        Returns None when nothing fits.
+        """
         ...
 
     async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
@@ -143,8 +163,10 @@ class TaskStore(AsyncStore, Protocol):
         ...
 
     async def release_task(self, task_id: str, agent_id: str) -> bool:
-        """Give a held task back (interrupted; no retry used). False if ``agent_id`` does not
-        hold it; a completed or failed task is never reopened."""
+        """Give a held task back (interrupted; no retry used).
+
+        False if ``agent_id`` does not hold it; a completed or failed task is never reopened.
+        """
         ...
 
     async def complete_task(
@@ -155,8 +177,11 @@ class TaskStore(AsyncStore, Protocol):
         actual_minutes: int | None = None,
         result: Mapping[str, Any] | None = None,
     ) -> Task:
-        """Finish a held task: completed_at, actual_minutes (measured from the claim when not
-        given), ``result`` merged into metadata["result"]. ConflictError if not the holder."""
+        """Finish a held task.
+
+        Sets completed_at and actual_minutes (measured from the claim when not
+        given); ``result`` goes to metadata["result"]. ConflictError if not the holder.
+        """
         ...
 
     async def fail_task(
@@ -166,8 +191,11 @@ class TaskStore(AsyncStore, Protocol):
         error: str,
         failure_type: FailureType = FailureType.ERROR,
     ) -> Task:
-        """Record a failed attempt: retry after back-off while retries remain, else
-        ``failed`` and every dependant ``blocked``. ConflictError if not the holder."""
+        """Record a failed attempt.
+
+        Retries after back-off while retries remain, else ``failed`` and every
+        dependant ``blocked``. ConflictError if not the holder.
+        """
         ...
 
     async def recover_expired_claims(self) -> list[Task]:
@@ -240,8 +268,11 @@ class MailBus(AsyncStore, Protocol):
         ...
 
     async def acquire_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> bool:
-        """Lease a path or glob. False if an overlapping lease of another agent conflicts
-        (exclusive vs anything). Re-acquiring one's own lease renews it."""
+        """Lease a path or glob.
+
+        False if an overlapping lease of another agent conflicts (an exclusive
+        lease conflicts with anything). Re-acquiring one's own lease renews it.
+        """
         ...
 
     async def renew_lease(self, path: str, ttl_ms: int) -> bool:
@@ -299,7 +330,9 @@ class MemoryStore(AsyncStore, Protocol):
         """Full-text (BM25) search. Any text is safe; exact identifiers are found."""
         ...
 
-    async def semantic_search(self, embedding: Sequence[float], limit: int = 10) -> list[MemoryEntry]:
+    async def semantic_search(
+        self, embedding: Sequence[float], limit: int = 10
+    ) -> list[MemoryEntry]:
         """Exact cosine top-k over stored vectors, best first."""
         ...
 

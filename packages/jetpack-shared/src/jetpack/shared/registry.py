@@ -99,7 +99,9 @@ def load_backend(name: str) -> BackendFactory:
     """Load the class registered as ``name``; a missing one names what to pip-install."""
     ep = _entry_points().get(name)
     if ep is None:
-        raise BackendNotInstalledError(name, KNOWN_BACKENDS.get(name, f"a package providing {name}"))
+        raise BackendNotInstalledError(
+            name, KNOWN_BACKENDS.get(name, f"a package providing {name}")
+        )
     try:
         loaded = ep.load()
     except Exception as exc:

@@ -44,4 +44,4 @@ def retention_score(
     age_days = max((now - last_accessed).total_seconds(), 0.0) / 86_400
     recency = 0.5 ** (age_days / half_life_days)
     use = min(math.log1p(max(access_count, 0)) / math.log1p(20), 1.0)
-    return 0.6 * importance + 0.25 * recency + 0.15 * use
+    return float(0.6 * importance + 0.25 * recency + 0.15 * use)

@@ -110,7 +110,7 @@ def retry_delay_ms(retries_before: int, base_ms: int = DEFAULT_RETRY_BASE_MS) ->
     """Back-off before the next attempt: ``base × 2^retries_before``, capped."""
     if retries_before < 0 or base_ms < 0:
         raise ValueError("retries_before and base_ms must be >= 0")
-    return min(base_ms * (2 ** min(retries_before, 40)), MAX_RETRY_DELAY_MS)
+    return int(min(base_ms * (2 ** min(retries_before, 40)), MAX_RETRY_DELAY_MS))
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,8 +113,8 @@ class MailBusContract:
             await a.publish(MessageType.TASK_PROGRESS, {"i": i})
         assert await eventually(lambda: len(got) >= 50)
         assert [m.payload["i"] for m in got] == list(range(50))
-        seqs = [m.seq for m in got]
-        assert all(s is not None for s in seqs) and seqs == sorted(seqs)
+        seqs = [m.seq for m in got if m.seq is not None]
+        assert len(seqs) == 50 and seqs == sorted(seqs)
 
     async def test_failing_handler_does_not_wedge_the_bus(self, open_bus: OpenBus) -> None:
         """A handler that raises neither stops other handlers nor later messages."""
@@ -152,7 +152,7 @@ class MailBusContract:
         assert [m.id for m in await b.fetch_inbox(include_acked=True)] == [m1.id, m2.id]
 
     async def test_only_the_recipient_can_acknowledge(self, open_bus: OpenBus) -> None:
-        """acknowledge by another agent, or of an unknown id, returns False."""
+        """Acknowledge by another agent, or of an unknown id, returns False."""
         a, b, c = await open_bus("agent-a"), await open_bus("agent-b"), await open_bus("agent-c")
         sent = await a.send_to("agent-b", MessageType.COORDINATION_REQUEST, {})
         assert await c.acknowledge(sent.id) is False
@@ -235,7 +235,9 @@ class MailBusContract:
         results = await asyncio.gather(*(bus.acquire_lease("src/hot.py", 10_000) for bus in buses))
         assert sum(results) == 1
 
-    async def test_lease_race_across_processes(self, open_bus: OpenBus, bus_spec: StoreSpec) -> None:
+    async def test_lease_race_across_processes(
+        self, open_bus: OpenBus, bus_spec: StoreSpec
+    ) -> None:
         """4 OS processes cycling exclusive leases over paths and globs: no overlap ever."""
         await open_bus("agent-init")
         paths = ["src/a.py", "src/b.py", "src/c.py", "src/**", "docs/*.md", "docs/x.md"]
@@ -267,7 +269,9 @@ class MailBusContract:
         offline = {p.agent_id: p for p in await b.list_agents(include_offline=True)}
         assert offline["agent-a"].online is False
 
-    async def test_shutdown_releases_own_leases(self, bus_spec: StoreSpec, open_bus: OpenBus) -> None:
+    async def test_shutdown_releases_own_leases(
+        self, bus_spec: StoreSpec, open_bus: OpenBus
+    ) -> None:
         """A bus that shuts down releases the leases it held."""
         b = await open_bus("agent-b")
         async with bus_spec.build("agent-a", presence_window_ms=WINDOW_MS) as a:
@@ -277,8 +281,10 @@ class MailBusContract:
 
     # -- bad input ---------------------------------------------------------
 
-    async def test_bad_input_is_refused_by_field(self, open_bus: OpenBus, bus_spec: StoreSpec) -> None:
-        """Bad ttl, escaping paths, unknown types, oversize payloads and empty ids name the field."""
+    async def test_bad_input_is_refused_by_field(
+        self, open_bus: OpenBus, bus_spec: StoreSpec
+    ) -> None:
+        """Bad ttl, escaping paths, unknown types, oversize payloads, empty ids: field named."""
         a = await open_bus("agent-a")
         cases: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("ttl_ms", lambda: a.acquire_lease("src/x.py", 0)),

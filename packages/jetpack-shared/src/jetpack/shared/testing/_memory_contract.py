@@ -72,7 +72,9 @@ class MemoryStoreContract:
     @pytest.fixture
     def store_spec(self, tmp_path: Any) -> StoreSpec:
         """Abstract: a StoreSpec for an empty store; two builds share its data."""
-        raise NotImplementedError("subclass MemoryStoreContract and override the store_spec fixture")
+        raise NotImplementedError(
+            "subclass MemoryStoreContract and override the store_spec fixture"
+        )
 
     @pytest_asyncio.fixture
     async def store(self, store_spec: StoreSpec) -> AsyncIterator[MemoryStore]:
@@ -83,9 +85,14 @@ class MemoryStoreContract:
     # -- store / retrieve --------------------------------------------------
 
     async def test_store_then_retrieve_round_trips(self, store: MemoryStore) -> None:
-        """store returns an id; retrieve returns the content, type, importance and metadata."""
+        """Store returns an id; retrieve returns the content, type, importance and metadata."""
         memory_id = await store.store(
-            {"type": "agent_learning", "content": "Use WAL for SQLite", "importance": 0.8, "metadata": {"k": 1}}
+            {
+                "type": "agent_learning",
+                "content": "Use WAL for SQLite",
+                "importance": 0.8,
+                "metadata": {"k": 1},
+            }
         )
         entry = await store.retrieve(memory_id)
         assert entry is not None and entry.id == memory_id
@@ -109,7 +116,7 @@ class MemoryStoreContract:
         assert counts == [1, 2, 3]
 
     async def test_retrieve_and_delete_unknown(self, store: MemoryStore) -> None:
-        """retrieve of an unknown id is None; delete is True once then False."""
+        """Retrieve of an unknown id is None; delete is True once then False."""
         assert await store.retrieve("mem-missing") is None
         memory_id = await store.store({"type": "agent_learning", "content": "x"})
         assert await store.delete(memory_id) is True
@@ -159,17 +166,25 @@ class MemoryStoreContract:
                 [{"type": "agent_learning", "content": "ok"}, {"type": "nope", "content": "bad"}]
             )
         assert (await store.get_stats()).total == 0
-        ids = await store.store_many([{"type": "agent_learning", "content": f"m{i}"} for i in range(5)])
+        ids = await store.store_many(
+            [{"type": "agent_learning", "content": f"m{i}"} for i in range(5)]
+        )
         assert len(set(ids)) == 5
 
     # -- text search -------------------------------------------------------
 
     async def test_search_finds_words_and_identifiers(self, store: MemoryStore) -> None:
-        """search finds plain words and exact identifiers (ids, snake_case, paths)."""
+        """Search finds plain words and exact identifiers (ids, snake_case, paths)."""
         await store.store_many(
             [
-                {"type": "agent_learning", "content": "Task bd-q3fy failed on a flaky network call"},
-                {"type": "test_failure_analysis", "content": "test_claim_race fails under 4 processes"},
+                {
+                    "type": "agent_learning",
+                    "content": "Task bd-q3fy failed on a flaky network call",
+                },
+                {
+                    "type": "test_failure_analysis",
+                    "content": "test_claim_race fails under 4 processes",
+                },
                 {"type": "codebase_knowledge", "content": "Sessions live in src/auth/session.py"},
                 {"type": "agent_learning", "content": "Unrelated note about the weather"},
             ]
@@ -185,7 +200,20 @@ class MemoryStoreContract:
             assert expected in hits[0].content, f"{query!r} ranked {hits[0].content!r} first"
 
     @pytest.mark.parametrize(
-        "query", ['"', "-", "a:b", "AND", "fix AND", "(", "*", "NEAR(", "'; DROP TABLE memories; --", "日本語", "  "]
+        "query",
+        [
+            '"',
+            "-",
+            "a:b",
+            "AND",
+            "fix AND",
+            "(",
+            "*",
+            "NEAR(",
+            "'; DROP TABLE memories; --",
+            "日本語",
+            "  ",
+        ],
     )
     async def test_search_is_safe_for_any_text(self, store: MemoryStore, query: str) -> None:
         """Operators, quotes and unicode never raise; they are searched as text."""
@@ -195,8 +223,10 @@ class MemoryStoreContract:
         assert (await store.get_stats()).total == 1
 
     async def test_search_limit_and_no_match(self, store: MemoryStore) -> None:
-        """search honours limit and returns [] when nothing matches."""
-        await store.store_many([{"type": "agent_learning", "content": f"cache note {i}"} for i in range(8)])
+        """Search honours limit and returns [] when nothing matches."""
+        await store.store_many(
+            [{"type": "agent_learning", "content": f"cache note {i}"} for i in range(8)]
+        )
         assert len(await store.search("cache", limit=3)) == 3
         assert await store.search("zebra") == []
 
@@ -205,11 +235,20 @@ class MemoryStoreContract:
     async def test_semantic_search_orders_by_cosine(self, store: MemoryStore) -> None:
         """semantic_search returns nearest first by cosine, with scores, honouring limit."""
         ids = {}
-        for name, vec in {"x": unit(1), "xy": unit(1, 1), "y": unit(0, 1), "z": unit(0, 0, 1)}.items():
-            ids[name] = await store.store({"type": "agent_learning", "content": name, "embedding": vec})
+        for name, vec in {
+            "x": unit(1),
+            "xy": unit(1, 1),
+            "y": unit(0, 1),
+            "z": unit(0, 0, 1),
+        }.items():
+            ids[name] = await store.store(
+                {"type": "agent_learning", "content": name, "embedding": vec}
+            )
         hits = await store.semantic_search(unit(1, 0.1), limit=3)
         assert [h.id for h in hits] == [ids["x"], ids["xy"], ids["y"]]
-        assert hits[0].score is not None and hits[0].score == pytest.approx(1 / math.sqrt(1.01), abs=1e-4)
+        assert hits[0].score is not None and hits[0].score == pytest.approx(
+            1 / math.sqrt(1.01), abs=1e-4
+        )
         assert hits[0].score >= hits[1].score >= hits[2].score  # type: ignore[operator]
 
     async def test_semantic_search_without_vectors_is_empty(self, store: MemoryStore) -> None:
@@ -217,18 +256,24 @@ class MemoryStoreContract:
         await store.store({"type": "agent_learning", "content": "no vector"})
         assert await store.semantic_search(unit(1)) == []
 
-    async def test_query_search_without_embedder_falls_back_to_text(self, store: MemoryStore) -> None:
+    async def test_query_search_without_embedder_falls_back_to_text(
+        self, store: MemoryStore
+    ) -> None:
         """Without an embedder, semantic_search_by_query and hybrid_search use text search."""
-        target = await store.store({"type": "agent_learning", "content": "retry with jittered back-off"})
+        target = await store.store(
+            {"type": "agent_learning", "content": "retry with jittered back-off"}
+        )
         await store.store({"type": "agent_learning", "content": "something else entirely"})
         assert [h.id for h in await store.semantic_search_by_query("jittered", 5)] == [target]
         assert [h.id for h in await store.hybrid_search("jittered", 5)] == [target]
 
     async def test_embedder_fills_vectors_and_hybrid_fuses(self, store_spec: StoreSpec) -> None:
-        """With an embedder, stored texts get vectors; hybrid search returns text and vector hits."""
+        """With an embedder, texts get vectors; hybrid search returns text and vector hits."""
         embedder = KitEmbedder()
         async with store_spec.build(embedder=embedder) as store:
-            a = await store.store({"type": "agent_learning", "content": "lease renewal keeps files"})
+            a = await store.store(
+                {"type": "agent_learning", "content": "lease renewal keeps files"}
+            )
             b = await store.store({"type": "agent_learning", "content": "alpha beta gamma"})
             stats = await store.get_stats()
             assert stats.with_embedding == 2
@@ -240,7 +285,9 @@ class MemoryStoreContract:
     async def test_backfill_embeddings_is_resumable(self, store_spec: StoreSpec) -> None:
         """Entries stored without an embedder are embedded later, batch by batch."""
         async with store_spec.build(embedder=None) as plain:
-            await plain.store_many([{"type": "agent_learning", "content": f"note {i}"} for i in range(5)])
+            await plain.store_many(
+                [{"type": "agent_learning", "content": f"note {i}"} for i in range(5)]
+            )
         async with store_spec.build(embedder=KitEmbedder()) as store:
             assert [await store.backfill_embeddings(2) for _ in range(4)] == [2, 2, 1, 0]
             stats = await store.get_stats()
@@ -252,7 +299,9 @@ class MemoryStoreContract:
         """compact(t) deletes entries below t except codebase_knowledge; returns the count."""
         await store.store({"type": "agent_learning", "content": "low", "importance": 0.1})
         await store.store({"type": "agent_learning", "content": "high", "importance": 0.9})
-        kept = await store.store({"type": "codebase_knowledge", "content": "low but kept", "importance": 0.1})
+        kept = await store.store(
+            {"type": "codebase_knowledge", "content": "low but kept", "importance": 0.1}
+        )
         assert await store.compact(0.3) == 1
         stats = await store.get_stats()
         assert stats.total == 2
@@ -261,10 +310,16 @@ class MemoryStoreContract:
     async def test_adaptive_compact_keeps_newest_and_important(self, store_spec: StoreSpec) -> None:
         """Past max_entries the lowest-retention entries go; the entry just stored never does."""
         async with store_spec.build(embedder=None, max_entries=5) as store:
-            important = await store.store({"type": "agent_learning", "content": "keep me", "importance": 1.0})
+            important = await store.store(
+                {"type": "agent_learning", "content": "keep me", "importance": 1.0}
+            )
             for i in range(6):
-                await store.store({"type": "agent_learning", "content": f"filler {i}", "importance": 0.1})
-            newest = await store.store({"type": "agent_learning", "content": "newest", "importance": 0.0})
+                await store.store(
+                    {"type": "agent_learning", "content": f"filler {i}", "importance": 0.1}
+                )
+            newest = await store.store(
+                {"type": "agent_learning", "content": "newest", "importance": 0.0}
+            )
             await store.adaptive_compact()
             stats = await store.get_stats()
             assert stats.total <= 5
@@ -295,7 +350,11 @@ class MemoryStoreContract:
 
     async def test_pagination_is_stable_and_strict(self, store: MemoryStore) -> None:
         """list_memories pages cover every entry once; a bad cursor is a ValidationError."""
-        ids = set(await store.store_many([{"type": "agent_learning", "content": f"m{i}"} for i in range(25)]))
+        ids = set(
+            await store.store_many(
+                [{"type": "agent_learning", "content": f"m{i}"} for i in range(25)]
+            )
+        )
         seen: list[str] = []
         cursor = None
         pages = 0
@@ -316,7 +375,9 @@ class MemoryStoreContract:
 
     async def test_stats(self, store: MemoryStore) -> None:
         """get_stats counts entries by type, importance, accesses and vectors."""
-        a = await store.store({"type": "agent_learning", "content": "a", "importance": 0.2, "embedding": unit(1)})
+        a = await store.store(
+            {"type": "agent_learning", "content": "a", "importance": 0.2, "embedding": unit(1)}
+        )
         await store.store({"type": "successful_fix", "content": "b", "importance": 0.6})
         await store.retrieve(a)
         stats = await store.get_stats()

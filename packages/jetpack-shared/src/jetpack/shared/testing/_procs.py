@@ -20,7 +20,9 @@ __all__ = ["claim_worker", "lease_worker", "run_in_processes"]
 R = TypeVar("R")
 
 
-def run_in_processes(fn: Callable[..., R], arg_sets: list[tuple[Any, ...]], timeout: float = 120) -> list[R]:
+def run_in_processes(
+    fn: Callable[..., R], arg_sets: list[tuple[Any, ...]], timeout: float = 120
+) -> list[R]:
     """Run ``fn(*args)`` in one spawned process per argument tuple; return the results."""
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(len(arg_sets), mp_context=ctx) as pool:

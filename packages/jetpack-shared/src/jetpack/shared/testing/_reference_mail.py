@@ -7,6 +7,7 @@ agents in one process would. A test aid, never registered as a backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Mapping
@@ -16,7 +17,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from jetpack.shared._base import parse
-from jetpack.shared._mail import AgentPresence, AgentStatus, Lease, LeaseStatus, Message, MessageType
+from jetpack.shared._mail import (
+    AgentPresence,
+    AgentStatus,
+    Lease,
+    LeaseStatus,
+    Message,
+    MessageType,
+)
 from jetpack.shared._protocols import MessageHandler
 from jetpack.shared._time import utcnow
 from jetpack.shared.errors import ValidationError
@@ -57,7 +65,9 @@ def _message_type(value: MessageType | str) -> MessageType:
 class InMemoryMailBus:
     """A MailBus for one agent over a shared hub. Option: ``presence_window_ms``."""
 
-    def __init__(self, agent_id: str, *, hub: InMemoryMailHub, presence_window_ms: int = 90_000) -> None:
+    def __init__(
+        self, agent_id: str, *, hub: InMemoryMailHub, presence_window_ms: int = 90_000
+    ) -> None:
         self._agent_id = check_agent_id(agent_id)
         self._hub = hub
         self._window = timedelta(milliseconds=check_ttl(presence_window_ms, "presence_window_ms"))
@@ -97,10 +107,8 @@ class InMemoryMailBus:
             for key in [k for k in self._hub.leases if k[1] == self._agent_id]:
                 del self._hub.leases[key]
         self._worker.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._worker
-        except asyncio.CancelledError:
-            pass
         self._worker = None
 
     async def _deliver(self) -> None:
@@ -272,7 +280,11 @@ class InMemoryMailBus:
         """Record presence and broadcast a heartbeat."""
         status = AgentStatus(status)
         self._hub.presence[self._agent_id] = AgentPresence(
-            agent_id=self._agent_id, status=status, last_seen=utcnow(), online=True, info=dict(info or {})
+            agent_id=self._agent_id,
+            status=status,
+            last_seen=utcnow(),
+            online=True,
+            info=dict(info or {}),
         )
         await self.publish(MessageType.HEARTBEAT, {"status": status.value})
 

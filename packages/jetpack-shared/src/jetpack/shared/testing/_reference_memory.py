@@ -226,7 +226,9 @@ class InMemoryMemoryStore:
         ranked = [(i, _cosine(query, v)) for i, v in self._db.vectors.items()]
         return sorted(ranked, key=lambda kv: (-kv[1], kv[0]))
 
-    async def semantic_search(self, embedding: Sequence[float], limit: int = 10) -> list[MemoryEntry]:
+    async def semantic_search(
+        self, embedding: Sequence[float], limit: int = 10
+    ) -> list[MemoryEntry]:
         """Exact cosine top-k."""
         _check_limit(limit)
         return self._with_score(self._cosine_rank(embedding), limit)
@@ -270,7 +272,10 @@ class InMemoryMemoryStore:
         now = utcnow()
         candidates = sorted(
             (e for e in self._db.entries.values() if e.id not in keep),
-            key=lambda e: (retention_score(e.importance, e.last_accessed, e.access_count, now), e.created_at),
+            key=lambda e: (
+                retention_score(e.importance, e.last_accessed, e.access_count, now),
+                e.created_at,
+            ),
         )
         for entry in candidates[:excess]:
             self._db.entries.pop(entry.id)
@@ -308,7 +313,9 @@ class InMemoryMemoryStore:
     async def get_recent_memories(self, limit: int = 50) -> list[MemoryEntry]:
         """Newest first."""
         _check_limit(limit)
-        return sorted(self._db.entries.values(), key=lambda e: (e.created_at, e.id), reverse=True)[:limit]
+        return sorted(self._db.entries.values(), key=lambda e: (e.created_at, e.id), reverse=True)[
+            :limit
+        ]
 
     async def list_memories(
         self, *, limit: int = 50, cursor: str | None = None, type: MemoryType | None = None
@@ -324,7 +331,9 @@ class InMemoryMemoryStore:
             rows = [e for e in rows if (e.created_at.isoformat(), e.id) < key]
         page = rows[:limit]
         has_more = len(rows) > limit
-        next_cursor = encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if has_more else None
+        next_cursor = (
+            encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if has_more else None
+        )
         return Page[MemoryEntry](items=page, next_cursor=next_cursor, has_more=has_more)
 
     async def get_stats(self) -> MemoryStats:
@@ -348,7 +357,10 @@ class InMemoryMemoryStore:
             raise ValidationError("batch_size", "must be >= 1")
         if self._embedder is None:
             return 0
-        todo = sorted((e for e in self._db.entries.values() if not e.has_embedding), key=lambda e: (e.created_at, e.id))
+        todo = sorted(
+            (e for e in self._db.entries.values() if not e.has_embedding),
+            key=lambda e: (e.created_at, e.id),
+        )
         todo = todo[:batch_size]
         if not todo:
             return 0
@@ -356,7 +368,9 @@ class InMemoryMemoryStore:
         async with self._lock:
             for entry, vector in zip(todo, vectors, strict=True):
                 if entry.id in self._db.entries:
-                    self._db.vectors[entry.id] = self._check_vector(vector, self._db.dimensions, "embedding")
+                    self._db.vectors[entry.id] = self._check_vector(
+                        vector, self._db.dimensions, "embedding"
+                    )
                     self._db.entries[entry.id] = entry.model_copy(
                         update={"has_embedding": True, "embedding_model": self._embedder.name}
                     )

@@ -150,7 +150,9 @@ class InMemoryTaskStore:
                 dep = self._tasks[dep_id]
                 if dep.status not in FINAL_STATUSES:
                     blocker = f"dependency {task.id} failed"
-                    blockers = [*dep.blockers, blocker] if blocker not in dep.blockers else dep.blockers
+                    blockers = (
+                        [*dep.blockers, blocker] if blocker not in dep.blockers else dep.blockers
+                    )
                     self._put(dep, status=TaskStatus.BLOCKED, blockers=blockers)
         return new
 
@@ -210,7 +212,9 @@ class InMemoryTaskStore:
 
     # -- queries -----------------------------------------------------------
 
-    async def list_tasks(self, options: TaskListOptions | Mapping[str, Any] | None = None) -> list[Task]:
+    async def list_tasks(
+        self, options: TaskListOptions | Mapping[str, Any] | None = None
+    ) -> list[Task]:
         """Filter, in creation order."""
         opts = parse(TaskListOptions, options or {})
         out = list(self._tasks.values())  # insertion order = creation order
@@ -230,7 +234,9 @@ class InMemoryTaskStore:
     async def get_ready_tasks(self, limit: int | None = None) -> list[Task]:
         """Ready tasks in claim order."""
         now = utcnow()
-        ready = sorted((t for t in self._tasks.values() if self._ready(t, now)), key=claim_order_key)
+        ready = sorted(
+            (t for t in self._tasks.values() if self._ready(t, now)), key=claim_order_key
+        )
         return ready[:limit] if limit is not None else ready
 
     async def get_tasks_by_status(self, status: TaskStatus) -> list[Task]:
@@ -254,7 +260,9 @@ class InMemoryTaskStore:
             updated_at=now,
         )
 
-    async def claim_task(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task | None:
+    async def claim_task(
+        self, task_id: str, agent_id: str, *, ttl_ms: int | None = None
+    ) -> Task | None:
         """Claim one ready task."""
         check_agent_id(agent_id)
         ttl = check_ttl(ttl_ms if ttl_ms is not None else self.claim_ttl_ms)
@@ -281,7 +289,9 @@ class InMemoryTaskStore:
         async with self._lock:
             now = utcnow()
             self._recover(now)
-            ready = [t for t in self._tasks.values() if self._ready(t, now) and has_skills(t, skills)]
+            ready = [
+                t for t in self._tasks.values() if self._ready(t, now) and has_skills(t, skills)
+            ]
             if not ready:
                 return None
             return self._claim(min(ready, key=claim_order_key), agent_id, ttl, now)
@@ -362,7 +372,11 @@ class InMemoryTaskStore:
         """Counts."""
         tasks = list(self._tasks.values())
         now = utcnow()
-        done = [t.actual_minutes for t in tasks if t.status is TaskStatus.COMPLETED and t.actual_minutes is not None]
+        done = [
+            t.actual_minutes
+            for t in tasks
+            if t.status is TaskStatus.COMPLETED and t.actual_minutes is not None
+        ]
         return TaskStats(
             total=len(tasks),
             by_status={s: sum(t.status is s for t in tasks) for s in TaskStatus},

@@ -136,7 +136,10 @@ class TaskStoreContract:
             await store.create_tasks([{"id": "bd-ok", "title": "fine"}, {"title": ""}])
         assert await store.list_tasks() == []
         made = await store.create_tasks(
-            [{"id": "bd-first", "title": "first"}, {"title": "second", "dependencies": ["bd-first"]}]
+            [
+                {"id": "bd-first", "title": "first"},
+                {"title": "second", "dependencies": ["bd-first"]},
+            ]
         )
         assert made[1].dependencies == ["bd-first"]
 
@@ -159,7 +162,7 @@ class TaskStoreContract:
     async def test_bad_input_names_the_field_and_writes_nothing(
         self, store: TaskStore, field: str, value: object
     ) -> None:
-        """Every invalid field raises ValidationError with ``.field`` naming it; nothing is stored."""
+        """Every invalid field raises ValidationError whose ``.field`` names it; nothing stored."""
         data: dict[str, object] = {"title": "valid title"}
         data[field] = value
         with pytest.raises(ValidationError) as info:
@@ -271,7 +274,9 @@ class TaskStoreContract:
 
     async def test_claim_next_respects_skills(self, store: TaskStore) -> None:
         """claim_next only takes tasks whose required skills the agent has; None = any."""
-        rust = await store.create_task({"title": "rust", "required_skills": ["rust"], "priority": "high"})
+        rust = await store.create_task(
+            {"title": "rust", "required_skills": ["rust"], "priority": "high"}
+        )
         py = await store.create_task({"title": "py", "required_skills": ["python"]})
         got = await store.claim_next("agent-py", ["python", "sql"])
         assert got is not None and got.id == py.id
@@ -286,7 +291,9 @@ class TaskStoreContract:
     async def test_one_task_many_claimers_one_winner(self, store: TaskStore) -> None:
         """60 concurrent claim_task calls on one task: exactly one wins."""
         task = await store.create_task({"title": "contended"})
-        results = await asyncio.gather(*(store.claim_task(task.id, f"agent-{i}") for i in range(60)))
+        results = await asyncio.gather(
+            *(store.claim_task(task.id, f"agent-{i}") for i in range(60))
+        )
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
         final = await store.get_task(task.id)
@@ -302,10 +309,14 @@ class TaskStoreContract:
                 got.append(task.id)
             return got
 
-        claimed = [tid for ids in await asyncio.gather(*(drain(f"a{i}") for i in range(60))) for tid in ids]
+        claimed = [
+            tid for ids in await asyncio.gather(*(drain(f"a{i}") for i in range(60))) for tid in ids
+        ]
         assert len(claimed) == 40 and len(set(claimed)) == 40
 
-    async def test_claim_race_across_processes(self, store: TaskStore, store_spec: StoreSpec) -> None:
+    async def test_claim_race_across_processes(
+        self, store: TaskStore, store_spec: StoreSpec
+    ) -> None:
         """4 OS processes racing claim_next: every task claimed exactly once."""
         made = await store.create_tasks([{"title": f"t{i}"} for i in range(120)])
         start_at = time.time() + 2.0
@@ -435,7 +446,11 @@ class TaskStoreContract:
         for i in range(6):
             made.append(
                 await store.create_task(
-                    {"title": f"t{i}", "priority": "high" if i % 2 else "low", "tags": [f"g{i % 3}"]}
+                    {
+                        "title": f"t{i}",
+                        "priority": "high" if i % 2 else "low",
+                        "tags": [f"g{i % 3}"],
+                    }
                 )
             )
         await store.claim_task(made[0].id, "agent-1")
