@@ -91,3 +91,16 @@ def test_unknown_spec_names_the_field() -> None:
 def test_non_embedder_object_is_refused() -> None:
     with pytest.raises(ValidationError):
         get_embedder(42)  # type: ignore[arg-type]
+
+
+async def test_every_embedder_meets_the_shared_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jetpack.shared
+
+    assert Embedder is jetpack.shared.Embedder
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "a")
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "t")
+    for spec in ("local", "openai", "ollama", "workers-ai"):
+        e = get_embedder(spec)
+        assert isinstance(e, jetpack.shared.Embedder), spec
+        await e.aclose()

@@ -1,47 +1,20 @@
 """The embedder interface and the input checks every embedder shares.
 
-:class:`Embedder` is a structural :class:`typing.Protocol` (runtime-checkable):
-any object with ``name``, ``dimensions``, ``embed`` and ``aclose`` is an
-embedder, so a user's own class needs no base class. ``jetpack.shared`` will
-carry the same Protocol; until then this copy is the reference.
+:class:`Embedder` is ``jetpack.shared.Embedder``, re-exported: a structural,
+runtime-checkable :class:`typing.Protocol`. Any object with ``name``,
+``dimensions``, ``embed`` and ``aclose`` is an embedder, so a user's own class
+needs no base class.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
+from jetpack.shared import Embedder
 from jetpack.shared.errors import JetpackError, ValidationError
 
 __all__ = ["Embedder", "EmbedderError", "check_texts", "check_vectors"]
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Turns texts into fixed-size float vectors.
-
-    ``embed`` returns exactly one vector per input text, in input order, each of
-    length :attr:`dimensions`. It never blocks the event loop.
-    """
-
-    @property
-    def name(self) -> str:
-        """Model name stored with each vector, e.g. ``sentence-transformers/all-MiniLM-L6-v2``."""
-        ...
-
-    @property
-    def dimensions(self) -> int:
-        """Length of every vector this embedder returns."""
-        ...
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts``; the result is aligned with the input, one vector per text."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections, threads or memory held by the embedder."""
-        ...
 
 
 class EmbedderError(JetpackError):
