@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jetpack.shared import Task, TaskStatus
+from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import (
+    base36,
+    claim_order_key,
+    dependants_closure,
+    find_cycle,
+    has_skills,
+    is_ready,
+    new_task_id,
+    next_after_failure,
+    normalize_lease_path,
+    paths_overlap,
+    retention_score,
+    retry_delay_ms,
+    rrf_fuse,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def task(**kw: object) -> Task:
+    data: dict[str, object] = {"id": "bd-1", "title": "t", "created_at": NOW, "updated_at": NOW}
+    data.update(kw)
+    return Task.model_validate(data)
+
+
+def test_ready_rule_each_condition() -> None:
+    assert is_ready(task(), {}, NOW)
+    assert not is_ready(task(status="claimed"), {}, NOW)
+    assert not is_ready(task(blockers=["x"]), {}, NOW)
+    assert not is_ready(task(not_before=NOW + timedelta(seconds=1)), {}, NOW)
+    assert is_ready(task(not_before=NOW), {}, NOW)
+    assert not is_ready(task(dependencies=["bd-2"]), {}, NOW), "unknown dependency is not done"
+    assert not is_ready(task(dependencies=["bd-2"]), {"bd-2": TaskStatus.FAILED}, NOW)
+    assert is_ready(task(dependencies=["bd-2"]), {"bd-2": TaskStatus.COMPLETED}, NOW)
+
+
+def test_skills_and_order() -> None:
+    t = task(required_skills=["python", "sql"])
+    assert has_skills(t, None)
+    assert has_skills(t, ["sql", "python", "go"])
+    assert not has_skills(t, ["python"])
+    crit = task(id="bd-c", priority="critical", created_at=NOW + timedelta(hours=1))
+    old_low = task(id="bd-l", priority="low")
+    assert sorted([old_low, crit], key=claim_order_key) == [crit, old_low]
+
+
+def test_find_cycle_and_closure() -> None:
+    graph = {"a": ["b"], "b": ["c"], "c": []}
+    assert find_cycle("c", ["a"], lambda n: graph.get(n, [])) == ["c", "a", "b", "c"]
+    assert find_cycle("d", ["a"], lambda n: graph.get(n, [])) is None
+    dependants = {"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": []}
+    assert dependants_closure("a", lambda n: dependants.get(n, [])) == ["b", "c", "d"]
+
+
+def test_back_off_doubles_and_caps() -> None:
+    assert [retry_delay_ms(i, 1000) for i in range(4)] == [1000, 2000, 4000, 8000]
+    assert retry_delay_ms(200, 1000) == 6 * 3600 * 1000
+    with pytest.raises(ValueError, match="must be >= 0"):
+        retry_delay_ms(-1)
+
+
+def test_failure_retries_then_fails() -> None:
+    first = next_after_failure(task(max_retries=1), NOW, 1000)
+    assert first.status is TaskStatus.READY and first.retry_count == 1
+    assert first.not_before == NOW + timedelta(seconds=1)
+    last = next_after_failure(task(max_retries=1, retry_count=1), NOW, 1000)
+    assert last.status is TaskStatus.FAILED and last.not_before is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [("./src/a.py", "src/a.py"), ("src//a.py", "src/a.py"), ("src/x/../a.py", "src/a.py"), (".", "**")],
+)
+def test_normalize_lease_path(raw: str, norm: str) -> None:
+    assert normalize_lease_path(raw) == norm
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "../x", "/etc/passwd", "a/../../b", "C:/x", "a\x00b"])
+def test_normalize_refuses_escapes(bad: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        normalize_lease_path(bad)
+    assert info.value.field == "path"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("src/a.py", "src/a.py", True),
+        ("src/a.py", "src/b.py", False),
+        ("src/**", "src/deep/x/y.py", True),
+        ("src/**", "src", True),
+        ("src/*.py", "src/a.py", True),
+        ("src/*.py", "src/a/b.py", False),
+        ("src/*.py", "src/*.ts", False),
+        ("src/a*", "src/*b", True),
+        ("src/**/test_*.py", "src/x/test_a.py", True),
+        ("docs/**", "src/**", False),
+        ("**", "anything/at/all", True),
+        ("src/?.py", "src/ab.py", False),
+    ],
+)
+def test_paths_overlap(a: str, b: str, overlap: bool) -> None:
+    assert paths_overlap(a, b) is overlap
+    assert paths_overlap(b, a) is overlap
+
+
+def test_rrf_fuses_and_breaks_ties_stably() -> None:
+    fused = rrf_fuse([["a", "b", "c"], ["b", "d"]], k=60)
+    assert [key for key, _ in fused] == ["b", "a", "d", "c"]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_retention_score_prefers_important_recent_used() -> None:
+    fresh = retention_score(0.9, NOW, 10, NOW)
+    stale = retention_score(0.9, NOW - timedelta(days=60), 10, NOW)
+    unused = retention_score(0.9, NOW, 0, NOW)
+    minor = retention_score(0.1, NOW, 10, NOW)
+    assert fresh > stale and fresh > unused and fresh > minor
+    assert 0.0 <= minor <= fresh <= 1.0
+
+
+def test_ids() -> None:
+    assert base36(0) == "0" and base36(35) == "z" and base36(36) == "10"
+    ids = {new_task_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(i.startswith("bd-") for i in ids)
