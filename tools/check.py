@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _workspace import ROOT, Package, fmt, packages  # noqa: E402
+from _workspace import ROOT, Package, fmt, packages
 
 REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -104,8 +104,9 @@ def check_versions(workspace: list[Package]) -> list[str]:
             tuple(int(x) for x in m) for m in re.findall(r"^## (\d+)\.(\d+)\.(\d+)", text, re.M)
         ]
         if released and max(released) != pkg.version():
+            latest = fmt(max(released))
             problems.append(
-                f"{pkg.dist}: version {fmt(pkg.version())} but CHANGELOG's latest is {fmt(max(released))}"
+                f"{pkg.dist}: version {fmt(pkg.version())} but CHANGELOG's latest is {latest}"
             )
         project = pkg.pyproject()["project"]
         assert isinstance(project, dict)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _workspace import ROOT, VERSION_RE, Package, find, fmt  # noqa: E402
+from _workspace import ROOT, VERSION_RE, Package, find, fmt
 
 UNRELEASED = "## Unreleased"
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import check  # noqa: E402
-from _workspace import ROOT, packages  # noqa: E402
+import check
+from _workspace import ROOT, packages
 
 
 def make_pkg(root: Path, dist: str, deps: list[str], code: str, version: str = "0.1.0") -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _workspace import ROOT, packages  # noqa: E402
+from _workspace import ROOT, packages
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import release  # noqa: E402
+import release
 
 CHANGELOG = """# Changelog — jetpack-demo
 

@@ -39,20 +39,34 @@ def test_message_types_are_the_nineteen() -> None:
 
 def test_datetimes_are_utc_and_naive_is_refused() -> None:
     plus2 = timezone(timedelta(hours=2))
-    t = Task(id="bd-1", title="t", created_at=datetime(2026, 1, 1, 12, tzinfo=plus2), updated_at=utcnow())
+    t = Task(
+        id="bd-1", title="t", created_at=datetime(2026, 1, 1, 12, tzinfo=plus2), updated_at=utcnow()
+    )
     assert t.created_at.utcoffset() == timedelta(0) and t.created_at.hour == 10
     with pytest.raises(ValidationError) as info:
-        parse(Task, {"id": "bd-1", "title": "t", "created_at": datetime(2026, 1, 1), "updated_at": utcnow()})
+        parse(
+            Task,
+            {
+                "id": "bd-1",
+                "title": "t",
+                "created_at": datetime(2026, 1, 1),
+                "updated_at": utcnow(),
+            },
+        )
     assert info.value.field == "created_at"
 
 
 def test_exact_json_round_trip() -> None:
     now = utcnow()
-    task = Task(id="bd-1", title="t", created_at=now, updated_at=now, metadata={"x": [1, {"y": None}]})
+    task = Task(
+        id="bd-1", title="t", created_at=now, updated_at=now, metadata={"x": [1, {"y": None}]}
+    )
     assert Task.model_validate_json(task.model_dump_json()) == task
     msg = Message(id="msg-1", type=MessageType.HEARTBEAT, from_agent="a", timestamp=now, seq=3)
     assert Message.model_validate_json(msg.model_dump_json()) == msg
-    mem = MemoryEntry(id="mem-1", type="agent_learning", content="c", created_at=now, last_accessed=now)
+    mem = MemoryEntry(
+        id="mem-1", type="agent_learning", content="c", created_at=now, last_accessed=now
+    )
     assert MemoryEntry.model_validate_json(mem.model_dump_json()) == mem
 
 

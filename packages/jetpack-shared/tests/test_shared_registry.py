@@ -34,17 +34,35 @@ def test_duplicate_names_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         registry.discover_backends()
 
 
-def test_create_adapters_builds_from_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_create_adapters_builds_from_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     eps = [
-        EntryPoint("tasks.local", "jetpack.shared.testing._registry_fixtures:Tasks", registry.ENTRY_POINT_GROUP),
-        EntryPoint("mail.local", "jetpack.shared.testing._registry_fixtures:Mail", registry.ENTRY_POINT_GROUP),
-        EntryPoint("memory.local", "jetpack.shared.testing._registry_fixtures:Memory", registry.ENTRY_POINT_GROUP),
+        EntryPoint(
+            "tasks.local",
+            "jetpack.shared.testing._registry_fixtures:Tasks",
+            registry.ENTRY_POINT_GROUP,
+        ),
+        EntryPoint(
+            "mail.local",
+            "jetpack.shared.testing._registry_fixtures:Mail",
+            registry.ENTRY_POINT_GROUP,
+        ),
+        EntryPoint(
+            "memory.local",
+            "jetpack.shared.testing._registry_fixtures:Memory",
+            registry.ENTRY_POINT_GROUP,
+        ),
     ]
     monkeypatch.setattr(registry, "entry_points", fake_entry_points(*eps))
     adapters = registry.create_adapters(load_config(tmp_path, env={}), agent_id="agent-7")
     assert type(adapters.tasks).__name__ == "InMemoryTaskStore"
     assert adapters.mail.agent_id == "agent-7"
-    assert [b.name for b in registry.discover_backends()] == ["mail.local", "memory.local", "tasks.local"]
+    assert [b.name for b in registry.discover_backends()] == [
+        "mail.local",
+        "memory.local",
+        "tasks.local",
+    ]
 
 
 def test_broken_backend_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:

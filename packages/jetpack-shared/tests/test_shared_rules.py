@@ -77,7 +77,12 @@ def test_failure_retries_then_fails() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "norm"),
-    [("./src/a.py", "src/a.py"), ("src//a.py", "src/a.py"), ("src/x/../a.py", "src/a.py"), (".", "**")],
+    [
+        ("./src/a.py", "src/a.py"),
+        ("src//a.py", "src/a.py"),
+        ("src/x/../a.py", "src/a.py"),
+        (".", "**"),
+    ],
 )
 def test_normalize_lease_path(raw: str, norm: str) -> None:
     assert normalize_lease_path(raw) == norm
