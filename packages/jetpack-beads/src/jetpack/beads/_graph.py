@@ -1,0 +1,112 @@
+"""Dependency-graph work inside a write transaction.
+
+The graph walks themselves are the shared pure rules (``find_cycle``,
+``dependants_closure``); this module only fetches the part of the graph they
+need with one recursive query and applies their answer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jetpack.beads import _sql
+from jetpack.beads._rows import dump_json, ms, row_to_task
+from jetpack.shared import FINAL_STATUSES, Task
+from jetpack.shared.errors import ConflictError, ValidationError
+from jetpack.shared.rules import dependants_closure, find_cycle
+
+__all__ = ["block_dependants", "check_dependencies", "execute", "existing_ids", "sql"]
+
+
+@lru_cache(maxsize=256)
+def sql(statement: str) -> TextClause:
+    """The cached ``text()`` construct of a statement string."""
+    return text(statement)
+
+
+async def execute(
+    conn: AsyncConnection, statement: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> CursorResult[*tuple[Any, ...]]:
+    """Run one statement (a list of parameter sets runs it as executemany)."""
+    if isinstance(params, Sequence):
+        return await conn.execute(sql(statement), list(params))
+    return await conn.execute(sql(statement), dict(params))
+
+
+async def existing_ids(conn: AsyncConnection, ids: Collection[str]) -> set[str]:
+    """Which of ``ids`` exist, in one query."""
+    if not ids:
+        return set()
+    result = await execute(conn, _sql.EXISTING_IDS, {"ids": dump_json(sorted(ids))})
+    return {row[0] for row in result}
+
+
+async def check_dependencies(
+    conn: AsyncConnection,
+    task_id: str,
+    dependencies: Sequence[str],
+    *,
+    staged: Collection[str] = (),
+    cycles: bool = True,
+) -> None:
+    """Refuse a self-dependency or a cycle (ConflictError) and an unknown id (ValidationError).
+
+    ``staged`` are ids created earlier in the same batch. A task that did not
+    exist before cannot close a cycle, so callers creating tasks pass
+    ``cycles=False`` and save the graph walk.
+    """
+    if task_id in dependencies:
+        raise ConflictError(f"task {task_id!r} cannot depend on itself")
+    outside = [d for d in dependencies if d not in staged]
+    missing = set(outside) - await existing_ids(conn, outside)
+    if missing:
+        raise ValidationError("dependencies", f"unknown task id {sorted(missing)[0]!r}")
+    if not cycles or not dependencies:
+        return
+    result = await execute(conn, _sql.DEPENDENCY_EDGES, {"ids": dump_json(list(dependencies))})
+    edges: dict[str, list[str]] = defaultdict(list)
+    for child, parent in result:
+        if child != task_id:  # the task's current edges are being replaced
+            edges[child].append(parent)
+    cycle = find_cycle(task_id, dependencies, lambda node: edges.get(node, ()))
+    if cycle:
+        raise ConflictError("dependency cycle: " + " -> ".join(cycle))
+
+
+async def _fetch(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, Task]:
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    result = await execute(conn, _sql.SELECT_TASKS_IN, {"ids": dump_json(wanted)})
+    return {task.id: task for task in map(row_to_task, result)}
+
+
+async def block_dependants(conn: AsyncConnection, failed_id: str, now: datetime) -> list[str]:
+    """Mark every open task depending on ``failed_id`` (transitively) blocked, naming it."""
+    result = await execute(conn, _sql.DEPENDANTS_EDGES, {"id": failed_id})
+    below: dict[str, list[str]] = defaultdict(list)
+    for parent, child in result:
+        below[parent].append(child)
+    order = dependants_closure(failed_id, lambda node: below.get(node, ()))
+    tasks = await _fetch(conn, order)
+    blocker = f"dependency {failed_id} failed"
+    changed: list[str] = []
+    params = []
+    for task_id in order:
+        task = tasks.get(task_id)
+        if task is None or task.status in FINAL_STATUSES:
+            continue
+        blockers = task.blockers if blocker in task.blockers else [*task.blockers, blocker]
+        params.append({"id": task_id, "blockers": dump_json(blockers), "now": ms(now)})
+        changed.append(task_id)
+    if params:
+        await execute(conn, _sql.BLOCK_TASK, params)
+    return changed

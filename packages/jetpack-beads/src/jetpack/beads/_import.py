@@ -1,0 +1,133 @@
+"""Bulk writes: new tasks from inputs, and whole tasks (beads import) with graph checks."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jetpack.beads import _sql
+from jetpack.beads._graph import check_dependencies, execute, existing_ids
+from jetpack.beads._rows import task_to_params
+from jetpack.shared import Task, TaskInput
+from jetpack.shared.errors import ConflictError, ValidationError
+from jetpack.shared.rules import find_cycle, new_task_id
+
+__all__ = ["check_graph", "insert_tasks", "new_tasks"]
+
+_INPUT_FIELDS = tuple(name for name in TaskInput.model_fields if name != "id")
+
+
+async def new_tasks(
+    conn: AsyncConnection, inputs: Sequence[TaskInput], now: datetime
+) -> list[Task]:
+    """Turn validated inputs into tasks: ids checked or generated, dependencies checked.
+
+    An explicit id that exists (or repeats in the batch) is a ConflictError; a
+    generated id that collides is drawn again. A dependency must exist already or
+    come earlier in the batch.
+    """
+    explicit = [item.id for item in inputs if item.id is not None]
+    seen: set[str] = set()
+    for task_id in explicit:
+        if task_id in seen:
+            raise ConflictError(f"task {task_id!r} appears twice in the batch")
+        seen.add(task_id)
+    taken = await existing_ids(conn, explicit)
+    if taken:
+        raise ConflictError(f"task {sorted(taken)[0]!r} already exists")
+    ids = [item.id or "" for item in inputs]
+    while True:
+        fresh = [i for i, task_id in enumerate(ids) if not task_id]
+        if not fresh:
+            break
+        for i in fresh:
+            candidate = new_task_id()
+            if candidate not in seen:
+                ids[i] = candidate
+                seen.add(candidate)
+        clashes = await existing_ids(conn, [ids[i] for i in fresh])
+        for i in fresh:
+            if ids[i] in clashes:
+                ids[i] = ""
+
+    staged: set[str] = set()
+    tasks = []
+    outside = {d for item in inputs for d in item.dependencies} - set(ids)
+    known = await existing_ids(conn, outside)
+    for task_id, item in zip(ids, inputs, strict=True):
+        if item.dependencies:
+            await check_dependencies(
+                conn, task_id, item.dependencies, staged=staged | known, cycles=False
+            )
+        staged.add(task_id)
+        values = {name: getattr(item, name) for name in _INPUT_FIELDS}
+        tasks.append(Task.model_construct(id=task_id, created_at=now, updated_at=now, **values))
+    return tasks
+
+
+async def check_graph(
+    conn: AsyncConnection, tasks: Sequence[Task], *, upsert: bool = False
+) -> None:
+    """Check the dependencies of whole tasks written together (any order within the batch).
+
+    Unknown id → ValidationError, self-dependency or cycle → ConflictError. With
+    ``upsert`` the stored edges of other tasks take part too (a stored task may
+    depend on a batch task that is being replaced).
+    """
+    batch = {task.id: task for task in tasks}
+    referenced = {d for task in tasks for d in task.dependencies} - batch.keys()
+    known = await existing_ids(conn, referenced)
+    for task in tasks:
+        for dep in task.dependencies:
+            if dep == task.id:
+                raise ConflictError(f"task {task.id!r} cannot depend on itself")
+            if dep not in batch and dep not in known:
+                raise ValidationError("dependencies", f"task {task.id!r}: unknown task id {dep!r}")
+    graph: dict[str, list[str]] = {task.id: list(task.dependencies) for task in tasks}
+    if upsert:
+        for child, parent in await execute(conn, "SELECT task_id, depends_on FROM task_deps", {}):
+            if child not in batch:
+                graph.setdefault(child, []).append(parent)
+    # Kahn's algorithm finds whether there is a cycle in O(V + E); the shared
+    # rule then names one for the error message.
+    waiting = {node: len(deps) for node, deps in graph.items()}
+    dependants: dict[str, list[str]] = defaultdict(list)
+    for node, deps in graph.items():
+        for dep in deps:
+            dependants[dep].append(node)
+            if dep not in graph:
+                waiting[node] -= 1
+    queue = deque(node for node, count in waiting.items() if count == 0)
+    while queue:
+        node = queue.popleft()
+        for child in dependants.get(node, ()):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                queue.append(child)
+    stuck = sorted(node for node, count in waiting.items() if count > 0)
+    if stuck:
+        cycle = None
+        for node in stuck:
+            cycle = find_cycle(node, graph[node], lambda n: graph.get(n, ()))
+            if cycle:
+                break
+        raise ConflictError("dependency cycle: " + " -> ".join(cycle or stuck))
+
+
+async def insert_tasks(
+    conn: AsyncConnection, tasks: Sequence[Task], *, upsert: bool = False
+) -> None:
+    """Insert rows and dependency edges (``upsert``: replace rows with the same id)."""
+    if not tasks:
+        return
+    await execute(
+        conn, _sql.UPSERT_TASK if upsert else _sql.INSERT_TASK, [task_to_params(t) for t in tasks]
+    )
+    if upsert:
+        await execute(conn, _sql.DELETE_DEPS, [{"id": t.id} for t in tasks])
+    edges = [{"task_id": t.id, "depends_on": d} for t in tasks for d in t.dependencies]
+    if edges:
+        await execute(conn, _sql.INSERT_DEP, edges)

@@ -1,0 +1,125 @@
+"""Rows <-> :class:`~jetpack.shared.Task`: JSON arrays as TEXT, times as epoch ms.
+
+Rows are only ever written from validated models, so reading builds tasks with
+``model_construct`` (no re-validation): that keeps ``get_ready_tasks`` on a big
+queue cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from jetpack.beads._sql import COLUMNS
+from jetpack.shared import FailureType, Task, TaskPriority, TaskStatus, from_ms, to_ms
+
+__all__ = ["dump_json", "ms", "row_to_task", "task_to_params"]
+
+_LISTS = ("dependencies", "blockers", "required_skills", "tags", "target_branches")
+_TIMES = (
+    "last_attempt_at",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "not_before",
+    "claim_expires_at",
+)
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON, as stored."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def ms(value: datetime | None) -> int | None:
+    """Epoch milliseconds, or None."""
+    return None if value is None else to_ms(value)
+
+
+def task_to_params(task: Task) -> dict[str, Any]:
+    """Bind parameters of :data:`~jetpack.beads._sql.INSERT_TASK` for ``task``."""
+    params: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = getattr(task, name)
+        if name in _LISTS:
+            value = dump_json(list(value))
+        elif name in _TIMES:
+            value = ms(value)
+        elif name == "metadata":
+            value = dump_json(value)
+        elif name in ("status", "priority", "failure_type") and value is not None:
+            value = str(value.value if hasattr(value, "value") else value)
+        params[name] = value
+    return params
+
+
+def _list(raw: str | None) -> list[str]:
+    return json.loads(raw) if raw else []
+
+
+def _time(raw: int | None) -> datetime | None:
+    return None if raw is None else from_ms(raw)
+
+
+def row_to_task(row: Sequence[Any]) -> Task:
+    """Build a task from a row selected as :data:`~jetpack.beads._sql.COLUMNS`."""
+    (
+        id_,
+        title,
+        description,
+        status,
+        priority,
+        dependencies,
+        blockers,
+        required_skills,
+        estimated_minutes,
+        actual_minutes,
+        tags,
+        retry_count,
+        max_retries,
+        branch,
+        origin_branch,
+        target_branches,
+        assigned_agent,
+        last_error,
+        failure_type,
+        last_attempt_at,
+        created_at,
+        updated_at,
+        completed_at,
+        metadata,
+        not_before,
+        claim_expires_at,
+        version,
+    ) = row
+    return Task.model_construct(
+        id=id_,
+        title=title,
+        description=description,
+        status=TaskStatus(status),
+        priority=TaskPriority(priority),
+        dependencies=_list(dependencies),
+        blockers=_list(blockers),
+        required_skills=_list(required_skills),
+        estimated_minutes=estimated_minutes,
+        actual_minutes=actual_minutes,
+        tags=_list(tags),
+        retry_count=retry_count or 0,
+        max_retries=2 if max_retries is None else max_retries,
+        branch=branch,
+        origin_branch=origin_branch,
+        target_branches=_list(target_branches),
+        assigned_agent=assigned_agent,
+        last_error=last_error,
+        failure_type=None if failure_type is None else FailureType(failure_type),
+        last_attempt_at=_time(last_attempt_at),
+        created_at=from_ms(created_at),
+        updated_at=from_ms(updated_at),
+        completed_at=_time(completed_at),
+        metadata=json.loads(metadata) if metadata else {},
+        not_before=_time(not_before),
+        claim_expires_at=_time(claim_expires_at),
+        version=version or 1,
+    )

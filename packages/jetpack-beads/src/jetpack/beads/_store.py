@@ -1,0 +1,462 @@
+"""BeadsAdapter: the local TaskStore, one SQLite file shared by every process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jetpack.beads import _sql
+from jetpack.beads._checks import (
+    check_agent_id,
+    check_error,
+    check_failure_type,
+    check_limit,
+    check_minutes,
+    check_result,
+    check_skills,
+    check_ttl,
+)
+from jetpack.beads._db import Database
+from jetpack.beads._graph import block_dependants, check_dependencies, execute
+from jetpack.beads._import import insert_tasks, new_tasks
+from jetpack.beads._rows import dump_json, ms, row_to_task, task_to_params
+from jetpack.shared import (
+    HELD_STATUSES,
+    FailureType,
+    Task,
+    TaskInput,
+    TaskListOptions,
+    TaskPriority,
+    TaskStats,
+    TaskStatus,
+    TaskUpdate,
+    parse,
+    utcnow,
+)
+from jetpack.shared.config import JetpackConfig
+from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
+from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS, next_after_failure
+
+__all__ = ["BeadsAdapter"]
+
+logger = logging.getLogger(__name__)
+
+_FAILURE_COLUMNS = (
+    "status",
+    "retry_count",
+    "not_before",
+    "last_error",
+    "failure_type",
+    "assigned_agent",
+    "claim_expires_at",
+    "updated_at",
+)
+
+
+class BeadsAdapter:
+    """Local task store: SQLite (WAL) through SQLAlchemy's async engine and aiosqlite.
+
+    Safe for many coroutines and many processes on one file: every claim is one
+    ``UPDATE … RETURNING`` in a ``BEGIN IMMEDIATE`` transaction, readiness is
+    computed in SQL, failures back off exponentially and block dependants.
+
+    Args:
+        db_path: the database file; its folder is created on open.
+        retry_base_ms: back-off base: a failed task waits ``base × 2^retries``.
+        claim_ttl_ms: default claim lifetime; an unrenewed claim lapses after it.
+        busy_timeout_ms: how long a write waits for another process's lock.
+        pool_size: connections kept open by this adapter.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path = ".beads/beads.db",
+        *,
+        retry_base_ms: int = DEFAULT_RETRY_BASE_MS,
+        claim_ttl_ms: int = DEFAULT_CLAIM_TTL_MS,
+        busy_timeout_ms: int = 30_000,
+        pool_size: int = 4,
+    ) -> None:
+        if (
+            isinstance(retry_base_ms, bool)
+            or not isinstance(retry_base_ms, int)
+            or retry_base_ms < 0
+        ):
+            raise ValidationError("retry_base_ms", "must be a non-negative integer")
+        self.retry_base_ms = retry_base_ms
+        self.claim_ttl_ms = check_ttl(claim_ttl_ms, "claim_ttl_ms")
+        self.db_path = Path(db_path)
+        self._db = Database(
+            self.db_path,
+            busy_timeout_ms=check_ttl(busy_timeout_ms, "busy_timeout_ms"),
+            pool_size=check_ttl(pool_size, "pool_size"),
+        )
+
+    @classmethod
+    def from_config(cls, config: JetpackConfig, *, agent_id: str) -> Self:
+        """Build the project's store: ``config.local.tasks_db``, options from ``[beads]``.
+
+        ``agent_id`` is accepted for the registry's uniform call; a task store
+        is shared by every agent, so it is not used.
+        """
+        options = config.section("beads")
+        known = {"retry_base_ms", "claim_ttl_ms", "busy_timeout_ms", "pool_size"}
+        return cls(
+            config.path(config.local.tasks_db), **{k: v for k, v in options.items() if k in known}
+        )
+
+    def __repr__(self) -> str:
+        return f"BeadsAdapter({str(self.db_path)!r})"
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Create or upgrade the database and open connections (``async with`` does it)."""
+        if not self._db.is_open:
+            await self._db.open()
+            logger.debug("opened task store %s", self.db_path)
+
+    async def aclose(self) -> None:
+        """Close every connection; the store can be opened again."""
+        await self._db.close()
+
+    # -- CRUD -----------------------------------------------------------------
+
+    async def create_task(self, task: TaskInput | Mapping[str, Any]) -> Task:
+        """Create one task. Existing id → ConflictError; unknown dependency → ValidationError."""
+        return (await self.create_tasks([task]))[0]
+
+    async def create_tasks(self, tasks: Sequence[TaskInput | Mapping[str, Any]]) -> list[Task]:
+        """Create many tasks in one transaction: all or none; later items may use earlier ids."""
+        if isinstance(tasks, str | bytes | Mapping) or not isinstance(tasks, Sequence):
+            raise ValidationError("tasks", "must be a list of tasks")
+        inputs = [parse(TaskInput, item) for item in tasks]
+        async with self._db.write() as conn:
+            created = await new_tasks(conn, inputs, utcnow())
+            await insert_tasks(conn, created)
+        return created
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task, or None."""
+        async with self._db.read() as conn:
+            return await self._get(conn, task_id)
+
+    async def update_task(self, task_id: str, update: TaskUpdate | Mapping[str, Any]) -> Task:
+        """Apply the fields set in ``update``; bumps ``version`` and ``updated_at``."""
+        upd = parse(TaskUpdate, update)
+        changes: dict[str, Any] = {name: getattr(upd, name) for name in upd.model_fields_set}
+        async with self._db.write() as conn:
+            task = await self._get(conn, task_id)
+            if task is None:
+                raise NotFoundError("task", task_id)
+            if "dependencies" in changes:
+                changes["dependencies"] = list(dict.fromkeys(changes["dependencies"]))
+                await check_dependencies(conn, task_id, changes["dependencies"])
+            now = utcnow()
+            if changes.get("status") is TaskStatus.COMPLETED and task.completed_at is None:
+                changes["completed_at"] = now
+            changes["updated_at"] = now
+            updated = await self._write(conn, task.model_copy(update=changes), changes)
+            if "dependencies" in changes:
+                await execute(conn, _sql.DELETE_DEPS, {"id": task_id})
+                deps = [{"task_id": task_id, "depends_on": d} for d in changes["dependencies"]]
+                if deps:
+                    await execute(conn, _sql.INSERT_DEP, deps)
+            return updated
+
+    async def delete_task(self, task_id: str) -> bool:
+        """Delete a task nobody depends on (else ConflictError); False if it did not exist."""
+        async with self._db.write() as conn:
+            if await self._get(conn, task_id) is None:
+                return False
+            dependants = [
+                row[0] for row in await execute(conn, _sql.HAS_DEPENDANTS, {"id": task_id})
+            ]
+            if dependants:
+                raise ConflictError(f"task {task_id!r} has dependants: {', '.join(dependants)}")
+            await execute(conn, _sql.DELETE_DEPS, {"id": task_id})
+            await execute(conn, _sql.DELETE_TASK, {"id": task_id})
+            return True
+
+    # -- queries --------------------------------------------------------------
+
+    async def list_tasks(
+        self, options: TaskListOptions | Mapping[str, Any] | None = None
+    ) -> list[Task]:
+        """Tasks matching the filters, in creation order (then id), with limit/offset."""
+        opts = parse(TaskListOptions, options or {})
+        return await self._list(opts)
+
+    async def _list(self, opts: TaskListOptions, *, held_only: bool = False) -> list[Task]:
+        statement = _sql.list_tasks_sql(
+            status=bool(opts.status),
+            priority=bool(opts.priority),
+            agent=opts.assigned_agent is not None,
+            branch=opts.branch is not None,
+            tag=opts.tag is not None,
+            held_only=held_only,
+        )
+        params = {
+            "status": dump_json([s.value for s in opts.status or ()]),
+            "priority": dump_json([p.value for p in opts.priority or ()]),
+            "agent": opts.assigned_agent,
+            "branch": opts.branch,
+            "tag": opts.tag,
+            "limit": -1 if opts.limit is None else opts.limit,
+            "offset": opts.offset,
+        }
+        async with self._db.read() as conn:
+            return [row_to_task(row) for row in await execute(conn, statement, params)]
+
+    async def get_ready_tasks(self, limit: int | None = None) -> list[Task]:
+        """Ready tasks in claim order: priority (critical first), then age, then id."""
+        params = {"now": ms(utcnow()), "limit": check_limit(limit)}
+        async with self._db.read() as conn:
+            return [row_to_task(row) for row in await execute(conn, _sql.READY_TASKS, params)]
+
+    async def get_tasks_by_status(self, status: TaskStatus) -> list[Task]:
+        """Tasks in one status, in creation order."""
+        return await self.list_tasks({"status": [status]})
+
+    async def get_tasks_by_agent(self, agent_id: str) -> list[Task]:
+        """Tasks the agent holds now (claimed or in progress)."""
+        check_agent_id(agent_id)
+        return await self._list(TaskListOptions(assigned_agent=agent_id), held_only=True)
+
+    async def get_stats(self) -> TaskStats:
+        """Counts by status and priority, the ready count, mean completion time."""
+        async with self._db.read() as conn:
+            by_status = {s: 0 for s in TaskStatus}
+            for status, count in await execute(conn, _sql.COUNT_BY_STATUS, {}):
+                by_status[TaskStatus(status)] = count
+            by_priority = {p: 0 for p in TaskPriority}
+            for priority, count in await execute(conn, _sql.COUNT_BY_PRIORITY, {}):
+                by_priority[TaskPriority(priority)] = count
+            ready = (await execute(conn, _sql.READY_COUNT, {"now": ms(utcnow())})).scalar_one()
+            mean = (await execute(conn, _sql.MEAN_COMPLETION, {})).scalar_one()
+        return TaskStats(
+            total=sum(by_status.values()),
+            by_status=by_status,
+            by_priority=by_priority,
+            ready=ready,
+            avg_completion_minutes=None if mean is None else float(mean),
+        )
+
+    # -- claims ---------------------------------------------------------------
+
+    def _claim_ttl(self, agent_id: str, ttl_ms: int | None) -> int:
+        check_agent_id(agent_id)
+        return check_ttl(self.claim_ttl_ms if ttl_ms is None else ttl_ms)
+
+    @staticmethod
+    def _claim_params(agent_id: str, ttl: int, now: datetime) -> dict[str, Any]:
+        """Parameters of the claim statements; ``now`` is read once the write lock is held."""
+        return {
+            "agent": agent_id,
+            "now": ms(now),
+            "expires": ms(now + timedelta(milliseconds=ttl)),
+        }
+
+    async def claim_task(
+        self, task_id: str, agent_id: str, *, ttl_ms: int | None = None
+    ) -> Task | None:
+        """Claim one ready task; None if it is not ready or someone else won."""
+        ttl = self._claim_ttl(agent_id, ttl_ms)
+        async with self._db.write() as conn:
+            now = utcnow()
+            params = self._claim_params(agent_id, ttl, now)
+            await self._recover(conn, now)
+            row = (await execute(conn, _sql.CLAIM_ONE, {**params, "id": task_id})).first()
+            if row is not None:
+                return row_to_task(row)
+            if await self._get(conn, task_id) is None:
+                raise NotFoundError("task", task_id)
+            return None
+
+    async def claim_next(
+        self,
+        agent_id: str,
+        skills: Sequence[str] | None = None,
+        *,
+        ttl_ms: int | None = None,
+    ) -> Task | None:
+        """Atomically claim the best ready task whose required skills ``skills`` covers."""
+        ttl = self._claim_ttl(agent_id, ttl_ms)
+        wanted = check_skills(skills)
+        async with self._db.write() as conn:
+            now = utcnow()
+            params = self._claim_params(agent_id, ttl, now)
+            params["skills"] = None if wanted is None else dump_json(wanted)
+            await self._recover(conn, now)
+            row = (await execute(conn, _sql.CLAIM_NEXT, params)).first()
+            return None if row is None else row_to_task(row)
+
+    async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
+        """Extend the holder's claim; ConflictError if ``agent_id`` does not hold it."""
+        ttl = self._claim_ttl(agent_id, ttl_ms)
+        async with self._db.write() as conn:
+            now = utcnow()
+            params = self._claim_params(agent_id, ttl, now)
+            await self._recover(conn, now)
+            task = await self._held(conn, task_id, agent_id)
+            changes = {"claim_expires_at": params["expires"], "updated_at": params["now"]}
+            return await self._set(conn, task.id, changes)
+
+    async def start_task(self, task_id: str, agent_id: str) -> Task:
+        """Mark a held task ``in_progress``; ConflictError if ``agent_id`` does not hold it."""
+        check_agent_id(agent_id)
+        async with self._db.write() as conn:
+            task = await self._held(conn, task_id, agent_id)
+            changes = {"status": TaskStatus.IN_PROGRESS.value, "updated_at": ms(utcnow())}
+            return await self._set(conn, task.id, changes)
+
+    async def release_task(self, task_id: str, agent_id: str) -> bool:
+        """Give a held task back (no retry used); False unless ``agent_id`` holds it."""
+        check_agent_id(agent_id)
+        async with self._db.write() as conn:
+            task = await self._get(conn, task_id)
+            if task is None or task.status not in HELD_STATUSES or task.assigned_agent != agent_id:
+                return False
+            changes = {
+                "status": TaskStatus.READY.value,
+                "assigned_agent": None,
+                "claim_expires_at": None,
+                "updated_at": ms(utcnow()),
+            }
+            await self._set(conn, task.id, changes)
+            return True
+
+    async def complete_task(
+        self,
+        task_id: str,
+        agent_id: str,
+        *,
+        actual_minutes: int | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> Task:
+        """Finish a held task: completed_at, actual_minutes (from the claim if not given)."""
+        check_agent_id(agent_id)
+        minutes = check_minutes(actual_minutes)
+        async with self._db.write() as conn:
+            task = await self._held(conn, task_id, agent_id)
+            metadata = check_result(result, task.metadata)
+            now = utcnow()
+            if minutes is None and task.last_attempt_at is not None:
+                minutes = int((now - task.last_attempt_at).total_seconds() // 60)
+            changes = {
+                "status": TaskStatus.COMPLETED.value,
+                "completed_at": ms(now),
+                "actual_minutes": minutes,
+                "claim_expires_at": None,
+                "metadata": dump_json(metadata),
+                "updated_at": ms(now),
+            }
+            return await self._set(conn, task.id, changes)
+
+    async def fail_task(
+        self,
+        task_id: str,
+        agent_id: str,
+        error: str,
+        failure_type: FailureType = FailureType.ERROR,
+    ) -> Task:
+        """Record a failed attempt: back off and retry, or fail and block every dependant."""
+        check_agent_id(agent_id)
+        message = check_error(error)
+        kind = check_failure_type(failure_type)
+        async with self._db.write() as conn:
+            task = await self._held(conn, task_id, agent_id)
+            return await self._fail(conn, task, message, kind, utcnow(), self.retry_base_ms)
+
+    async def recover_expired_claims(self) -> list[Task]:
+        """Return every lapsed claim to the queue (retry + 1, ``stalled``), now."""
+        async with self._db.write() as conn:
+            return await self._recover(conn, utcnow())
+
+    async def sync(self) -> None:
+        """Nothing to sync: this store has no remote replica."""
+
+    # -- internals --------------------------------------------------------------
+
+    async def _get(self, conn: AsyncConnection, task_id: str) -> Task | None:
+        row = (await execute(conn, _sql.SELECT_TASK, {"id": task_id})).first()
+        return None if row is None else row_to_task(row)
+
+    async def _held(self, conn: AsyncConnection, task_id: str, agent_id: str) -> Task:
+        task = await self._get(conn, task_id)
+        if task is None:
+            raise NotFoundError("task", task_id)
+        if task.status not in HELD_STATUSES or task.assigned_agent != agent_id:
+            holder = task.assigned_agent if task.status in HELD_STATUSES else None
+            raise ConflictError(
+                f"task {task_id!r} is not held by {agent_id!r} "
+                f"(status {task.status.value}, holder {holder or 'nobody'})"
+            )
+        return task
+
+    async def _set(self, conn: AsyncConnection, task_id: str, columns: Mapping[str, Any]) -> Task:
+        """Write already-encoded column values; return the row as stored."""
+        result = await execute(conn, _sql.update_sql(columns), {**columns, "id": task_id})
+        return row_to_task(result.one())
+
+    async def _write(self, conn: AsyncConnection, task: Task, changed: Mapping[str, Any]) -> Task:
+        params = task_to_params(task)
+        return await self._set(conn, task.id, {name: params[name] for name in changed})
+
+    async def _fail(
+        self,
+        conn: AsyncConnection,
+        task: Task,
+        error: str,
+        kind: FailureType,
+        now: datetime,
+        base_ms: int,
+    ) -> Task:
+        retry = next_after_failure(task, now, base_ms)
+        failed = task.model_copy(
+            update={
+                "status": retry.status,
+                "retry_count": retry.retry_count,
+                "not_before": retry.not_before,
+                "last_error": error,
+                "failure_type": kind,
+                "assigned_agent": None,
+                "claim_expires_at": None,
+                "updated_at": now,
+            }
+        )
+        stored = await self._write(conn, failed, dict.fromkeys(_FAILURE_COLUMNS))
+        if retry.status is TaskStatus.FAILED:
+            blocked = await block_dependants(conn, task.id, now)
+            if blocked:
+                logger.info("task %s failed; blocked %d dependants", task.id, len(blocked))
+        return stored
+
+    async def _recover(self, conn: AsyncConnection, now: datetime) -> list[Task]:
+        result = await execute(conn, _sql.EXPIRED_CLAIMS, {"now": ms(now)})
+        expired = [row_to_task(row) for row in result]
+        recovered = []
+        for task in expired:
+            logger.info("claim of %s by %s expired", task.id, task.assigned_agent)
+            recovered.append(
+                await self._fail(conn, task, "claim expired", FailureType.STALLED, now, 0)
+            )
+        return recovered
