@@ -23,8 +23,8 @@ from jetpack.beads._checks import (
     check_ttl,
 )
 from jetpack.beads._db import Database
-from jetpack.beads._graph import block_dependants, check_dependencies, execute
-from jetpack.beads._import import insert_tasks, new_tasks
+from jetpack.beads._graph import block_dependants, check_dependencies, execute, existing_ids
+from jetpack.beads._import import check_graph, insert_tasks, new_tasks
 from jetpack.beads._rows import dump_json, ms, row_to_task, task_to_params
 from jetpack.shared import (
     HELD_STATUSES,
@@ -153,6 +153,39 @@ class BeadsAdapter:
             created = await new_tasks(conn, inputs, utcnow())
             await insert_tasks(conn, created)
         return created
+
+    async def import_tasks(self, tasks: Sequence[Task], *, replace: bool = False) -> int:
+        """Write whole tasks as given (ids, statuses, timestamps): all or none.
+
+        For imports and migrations, not for agents. Dependencies may point
+        anywhere in the batch or at stored tasks; unknown ids are a
+        ValidationError, cycles a ConflictError. An existing id is a
+        ConflictError unless ``replace`` is true, which overwrites that row.
+        """
+        parsed = [parse(Task, task) for task in tasks]
+        ids = [task.id for task in parsed]
+        if len(set(ids)) != len(ids):
+            raise ConflictError("the same task id appears twice in the import")
+        async with self._db.write() as conn:
+            if not replace:
+                taken = await existing_ids(conn, ids)
+                if taken:
+                    raise ConflictError(f"task {sorted(taken)[0]!r} already exists")
+            await check_graph(conn, parsed, upsert=replace)
+            await insert_tasks(conn, parsed, upsert=replace)
+        return len(parsed)
+
+    async def import_jsonl(self, path: str | Path, *, replace: bool = False) -> int:
+        """Import a beads ``issues.jsonl`` file (see :mod:`jetpack.beads.jsonl`)."""
+        from jetpack.beads.jsonl import import_jsonl
+
+        return await import_jsonl(self, path, replace=replace)
+
+    async def export_jsonl(self, path: str | Path) -> int:
+        """Export every task as a beads ``issues.jsonl`` file (see :mod:`jetpack.beads.jsonl`)."""
+        from jetpack.beads.jsonl import export_jsonl
+
+        return await export_jsonl(self, path)
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task, or None."""
