@@ -13,7 +13,7 @@ from jetpack.shared import TaskPriority, TaskStatus
 from jetpack.shared.errors import ConflictError, ValidationError
 
 # The sample sits beside the repository: <repo>/../shared/data/beads/issues.jsonl
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "beads" / "issues.jsonl"
+SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "beads" / "issues.jsonl"
 
 
 def expected_ready(issues: list[dict[str, Any]]) -> set[str]:
