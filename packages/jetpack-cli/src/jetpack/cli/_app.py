@@ -1,0 +1,180 @@
+"""The root ``jetpack`` command: global options, ``init``, ``config``, ``backends``."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from jetpack.cli.__about__ import __version__
+from jetpack.cli._common import (
+    console,
+    fail,
+    open_adapters,
+    project_config,
+    project_dir,
+    run_async,
+    setup_logging,
+    state,
+)
+from jetpack.cli._settings import Settings, load_settings
+from jetpack.shared.config import CONFIG_FILE, dump_toml, load_config
+from jetpack.shared.errors import ValidationError
+from jetpack.shared.registry import KNOWN_BACKENDS, discover_backends
+
+__all__ = ["app", "default_config"]
+
+app = typer.Typer(
+    name="jetpack",
+    help="Run a swarm of coding agents over shared task, mail and memory stores.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show or change .jetpack/config.toml.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+GITIGNORE = "worktrees/\nprompts/\ndemo/\nevents.jsonl\n*.lock\n*.tmp\n"
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"jetpack-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    project: Annotated[
+        Path, typer.Option("--project", "-C", help="Project directory.", show_default=False)
+    ] = Path("."),
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Jetpack: agents take tasks from a shared store, lock files, learn, and report."""
+    state.project = project
+    state.verbose = verbose
+    setup_logging(verbose)
+
+
+def default_config() -> dict[str, Any]:
+    """What ``jetpack init`` writes."""
+    settings = Settings()
+    return {
+        "mode": "local",
+        "local": {
+            "tasks_db": ".beads/beads.db",
+            "mail_dir": ".mail",
+            "memory_db": ".cass/memories.db",
+        },
+        "agents": settings.agents.model_dump(exclude_none=True),
+        "orchestrator": settings.orchestrator.model_dump(exclude_none=True),
+        "claude": settings.claude.model_dump(exclude_none=True),
+    }
+
+
+@app.command()
+@run_async
+async def init(
+    force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
+    agents: Annotated[int | None, typer.Option(help="Default number of agents.")] = None,
+    executor: Annotated[str | None, typer.Option(help="claude, command or demo.")] = None,
+) -> None:
+    """Create .jetpack/config.toml and the local stores in the project."""
+    root = project_dir()
+    file = root / CONFIG_FILE
+    if file.exists() and not force:
+        console.print(f"{file} exists (use --force to overwrite); opening the stores")
+    else:
+        data = default_config()
+        if agents is not None:
+            data["agents"]["count"] = agents
+        if executor is not None:
+            data["agents"]["executor"] = executor
+        text = dump_toml(data)
+        _validate_text(root, text)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text, encoding="utf-8")
+        (file.parent / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+        console.print(f"wrote {file}")
+    config = load_config(root)
+    async with open_adapters(config):
+        pass
+    for store in ("tasks", "mail", "memory"):
+        console.print(f"  {store:<7} {config.backend_for(store).value}")
+    console.print("[green]ready[/]: add tasks with `jetpack task add`, run `jetpack start`")
+
+
+def _validate_text(root: Path, text: str) -> None:
+    """Refuse a config text that would not load (nothing is written)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / CONFIG_FILE
+        probe.parent.mkdir(parents=True)
+        probe.write_text(text, encoding="utf-8")
+        load_settings(load_config(tmp, env={}))
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective config (file + JETPACK_* variables), secrets masked."""
+    config = project_config()
+    data = config.model_dump(mode="json", exclude_none=True)
+    data.pop("project_dir", None)
+    settings = load_settings(config)
+    data.update(settings.model_dump(mode="json", exclude_none=True))
+    if config.cloudflare.api_token is not None:
+        data.setdefault("cloudflare", {})["api_token"] = "********"
+    console.print(dump_toml(data), end="", markup=False)
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+@config_app.command("set")
+def config_set(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. agents.count.")],
+    value: Annotated[str, typer.Argument(help='A TOML value (3, true, ["a"]) or plain text.')],
+) -> None:
+    """Set one key in .jetpack/config.toml; an invalid value is refused, nothing written."""
+    project_config()
+    file = project_dir() / CONFIG_FILE
+    data = tomllib.loads(file.read_text(encoding="utf-8"))
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise fail(f"{part} is not a table")
+        node = child
+    node[parts[-1]] = _parse_value(value)
+    text = dump_toml(data)
+    try:
+        _validate_text(project_dir(), text)
+    except ValidationError as exc:
+        raise fail(f"{key}: {exc.reason} (nothing written)") from exc
+    file.write_text(text, encoding="utf-8")
+    console.print(f"{key} = {_parse_value(value)!r}")
+
+
+@app.command()
+def backends() -> None:
+    """List the installed store backends (entry points of jetpack.backends)."""
+    table = Table("backend", "class", "distribution", "version")
+    found = {info.name: info for info in discover_backends()}
+    for info in found.values():
+        table.add_row(info.name, info.value, info.distribution, info.version)
+    for name, dist in KNOWN_BACKENDS.items():
+        if name not in found:
+            table.add_row(name, "[dim]not installed[/]", dist, "")
+    console.print(table)

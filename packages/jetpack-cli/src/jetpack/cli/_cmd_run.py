@@ -1,0 +1,221 @@
+"""``jetpack start``, ``jetpack status`` and ``jetpack demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.live import Live
+
+from jetpack.cli._app import app
+from jetpack.cli._claude import ClaudeCodeExecutor
+from jetpack.cli._common import console, open_adapters, project_config, run_async
+from jetpack.cli._events import EVENT_LOG, EventLog, OrchestratorEvent, read_events
+from jetpack.cli._executors import CommandExecutor, DemoExecutor, Executor
+from jetpack.cli._orchestrator import Orchestrator, RunSummary, new_run_id
+from jetpack.cli._settings import Settings, load_settings
+from jetpack.cli._view import event_line, leases_table, live_view, presence_table
+from jetpack.shared import MailBus, TaskStats, TaskStatus
+from jetpack.shared.config import JetpackConfig
+from jetpack.shared.registry import create_store
+
+__all__ = ["make_executor", "run_orchestrator"]
+
+ExecutorName = Literal["claude", "command", "demo"]
+
+
+def make_executor(name: str, settings: Settings) -> Executor:
+    """The executor called ``name``, configured from the settings."""
+    grace = settings.orchestrator.kill_grace_s
+    if name == "claude":
+        return ClaudeCodeExecutor(settings.claude.options(), kill_grace_s=grace)
+    if name == "command":
+        return CommandExecutor(settings.orchestrator.command, kill_grace_s=grace)
+    if name == "demo":
+        return DemoExecutor()
+    raise typer.BadParameter(f"unknown executor {name!r} (claude, command or demo)")
+
+
+async def run_orchestrator(
+    config: JetpackConfig,
+    settings: Settings,
+    executor: Executor,
+    *,
+    agents: int,
+    until_empty: bool,
+    live: bool,
+    skills: list[str] | None = None,
+) -> tuple[RunSummary, bool]:
+    """Run agents until stopped; returns the summary and whether a signal stopped it."""
+    run_id = new_run_id()
+    root = config.project_dir
+    events = EventLog(config.path(EVENT_LOG))
+    signalled = False
+
+    def mail_for(agent_id: str) -> MailBus:
+        bus: MailBus = create_store(config, "mail", agent_id=agent_id)
+        return bus
+
+    try:
+        async with open_adapters(config, agent_id=f"jetpack-{run_id}") as stores:
+            orchestrator = Orchestrator(
+                tasks=stores.tasks,
+                memory=stores.memory,
+                mail_factory=mail_for,
+                executor=executor,
+                settings=settings.orchestrator,
+                project_dir=root,
+                agent_count=agents,
+                skills=skills if skills is not None else settings.agents.skills,
+                until_empty=until_empty,
+                run_id=run_id,
+                events=events,
+            )
+            loop = asyncio.get_running_loop()
+
+            def on_signal() -> None:
+                nonlocal signalled
+                if signalled:
+                    orchestrator.force_stop()
+                signalled = True
+                orchestrator.request_stop()
+                events.emit(OrchestratorEvent("stopping", "jetpack", text="signal received"))
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal)
+            if not live:
+                events.listeners.append(
+                    lambda e: console.print(event_line(e)) if e.kind != "progress" else None
+                )
+            run = asyncio.create_task(orchestrator.run())
+            try:
+                if live:
+                    await _live(orchestrator, stores.tasks, run)
+                summary = await run
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+    finally:
+        events.close()
+    return summary, signalled
+
+
+async def _live(orchestrator: Orchestrator, tasks: Any, run: asyncio.Task[RunSummary]) -> None:
+    stats: TaskStats | None = None
+    last = 0.0
+    loop = asyncio.get_running_loop()
+    with Live(
+        live_view(orchestrator, stats), console=console, refresh_per_second=4, transient=False
+    ) as view:
+        while not run.done():
+            if loop.time() - last > 1.0:
+                with contextlib.suppress(Exception):
+                    stats = await tasks.get_stats()
+                last = loop.time()
+            view.update(live_view(orchestrator, stats))
+            await asyncio.wait({run}, timeout=0.25)
+        with contextlib.suppress(Exception):
+            stats = await tasks.get_stats()
+        view.update(live_view(orchestrator, stats))
+
+
+@app.command()
+def start(
+    agents: Annotated[int | None, typer.Option("--agents", "-n", help="Agent loops.")] = None,
+    executor: Annotated[str | None, typer.Option(help="claude, command or demo.")] = None,
+    worktrees: Annotated[bool | None, typer.Option(help="One git worktree per task.")] = None,
+    until_empty: Annotated[bool, typer.Option(help="Stop when no task can run.")] = False,
+    skill: Annotated[list[str] | None, typer.Option(help="Skills of the agents.")] = None,
+    live: Annotated[bool | None, typer.Option(help="Live view (default: on a terminal).")] = None,
+) -> None:
+    """Run agents on the project's tasks until Ctrl+C (or --until-empty)."""
+    config = project_config()
+    settings = load_settings(config)
+    if worktrees is not None:
+        settings.orchestrator.worktrees = worktrees
+    name = executor or settings.agents.executor
+    count = agents or settings.agents.count
+    show_live = console.is_terminal if live is None else live
+    summary, signalled = asyncio.run(
+        run_orchestrator(
+            config,
+            settings,
+            make_executor(name, settings),
+            agents=count,
+            until_empty=until_empty,
+            live=show_live,
+            skills=skill,
+        )
+    )
+    console.print(
+        f"run {summary.run_id}: {len(summary.completed)} completed, {len(summary.failed)} failed, "
+        f"{len(summary.retried)} retries scheduled, {len(summary.interrupted)} handed back, "
+        f"{summary.duration_s:.1f}s"
+    )
+    if signalled:
+        raise typer.Exit(130)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@run_async
+async def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    events: Annotated[int, typer.Option(help="Recent events to show.")] = 10,
+) -> None:
+    """Live agents of every running `jetpack start`, tasks by status, leases, recent events."""
+    config = project_config()
+    async with open_adapters(config, agent_id="cli-status") as stores:
+        agents = await stores.mail.list_agents()
+        stats = await stores.tasks.get_stats()
+        held = await stores.tasks.list_tasks(
+            {"status": [TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS]}
+        )
+        leases = await stores.mail.list_leases()
+    agents = [a for a in agents if a.agent_id != "cli-status"]
+    recent = read_events(config.path(EVENT_LOG), events)
+    if as_json:
+        data = {
+            "agents": [a.model_dump(mode="json") for a in agents],
+            "tasks": {str(k): v for k, v in stats.by_status.items()},
+            "ready": stats.ready,
+            "total": stats.total,
+            "running": [{"id": t.id, "title": t.title, "agent": t.assigned_agent} for t in held],
+            "leases": [le.model_dump(mode="json") for le in leases],
+            "events": recent,
+        }
+        console.print(json.dumps(data), markup=False, soft_wrap=True)
+        return
+    from jetpack.cli._view import counts_line
+
+    if agents:
+        console.print(presence_table(agents))
+    else:
+        console.print("no agents running (no heartbeat within the presence window)")
+    console.print(counts_line(stats))
+    for t in held:
+        console.print(f"  running {t.id} {t.title} — {t.assigned_agent}")
+    if leases:
+        console.print(leases_table(leases))
+    for event in recent:
+        console.print(event_line(event))
+
+
+@app.command()
+def demo(
+    agents: Annotated[int, typer.Option("--agents", "-n")] = 3,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Keep the project here.")] = None,
+    live: Annotated[bool | None, typer.Option(help="Live view (default: on a terminal).")] = None,
+) -> None:
+    """Run 3 agents on a small dependency graph, offline, with the deterministic demo executor."""
+    from jetpack.cli._demo import run_demo
+
+    show_live = console.is_terminal if live is None else live
+    code = asyncio.run(run_demo(agents=agents, directory=directory, live=show_live))
+    raise typer.Exit(code)

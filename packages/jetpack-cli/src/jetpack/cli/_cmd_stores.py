@@ -1,0 +1,140 @@
+"""``jetpack mail ...`` and ``jetpack memory ...``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from jetpack.cli._app import app
+from jetpack.cli._common import console, open_adapters, project_config, run_async
+from jetpack.shared import MemoryType, MessageType, utcnow
+
+__all__ = ["mail_app", "memory_app"]
+
+mail_app = typer.Typer(help="Messages between agents, and file leases.", no_args_is_help=True)
+memory_app = typer.Typer(help="What agents learned.", no_args_is_help=True)
+app.add_typer(mail_app, name="mail")
+app.add_typer(memory_app, name="memory")
+
+
+@mail_app.command("send")
+@run_async
+async def send(
+    to: Annotated[str, typer.Argument(help="Agent id ('*' to broadcast).")],
+    text: Annotated[str, typer.Argument(help="Message text.")],
+    kind: Annotated[MessageType, typer.Option("--type")] = MessageType.COORDINATION_REQUEST,
+    sender: Annotated[str, typer.Option("--from", help="Sender id.")] = "cli",
+) -> None:
+    """Send a direct message (kept until acknowledged) or broadcast one."""
+    async with open_adapters(project_config(), agent_id=sender) as stores:
+        if to == "*":
+            msg = await stores.mail.publish(kind, {"text": text})
+        else:
+            msg = await stores.mail.send_to(to, kind, {"text": text})
+    console.print(msg.id)
+
+
+@mail_app.command("inbox")
+@run_async
+async def inbox(
+    agent: Annotated[str, typer.Argument(help="Whose inbox.")] = "cli",
+    include_acked: Annotated[bool, typer.Option("--all", help="Include acknowledged.")] = False,
+    ack: Annotated[bool, typer.Option(help="Acknowledge what is shown.")] = False,
+) -> None:
+    """Direct messages to an agent, oldest first."""
+    async with open_adapters(project_config(), agent_id=agent) as stores:
+        messages = await stores.mail.fetch_inbox(include_acked=include_acked)
+        if ack:
+            for m in messages:
+                await stores.mail.acknowledge(m.id)
+    table = Table("id", "time", "from", "type", "payload", title=f"inbox of {agent}")
+    for m in messages:
+        table.add_row(
+            m.id, f"{m.timestamp:%H:%M:%S}", m.from_agent, str(m.type), json.dumps(m.payload)[:120]
+        )
+    console.print(table)
+
+
+@mail_app.command("leases")
+@run_async
+async def leases() -> None:
+    """Live file leases of every agent."""
+    async with open_adapters(project_config()) as stores:
+        found = await stores.mail.list_leases()
+    now = utcnow()
+    table = Table("path", "agent", "mode", "expires in")
+    for lease in found:
+        left = (lease.expires_at - now).total_seconds()
+        table.add_row(
+            lease.path, lease.agent_id, "exclusive" if lease.exclusive else "shared", f"{left:.0f}s"
+        )
+    console.print(table)
+
+
+@memory_app.command("add")
+@run_async
+async def add(
+    content: Annotated[str, typer.Argument(help="What to remember.")],
+    kind: Annotated[MemoryType, typer.Option("--type")] = MemoryType.CODEBASE_KNOWLEDGE,
+    importance: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+) -> None:
+    """Store a memory."""
+    async with open_adapters(project_config()) as stores:
+        memory_id = await stores.memory.store(
+            {"type": kind, "content": content, "importance": importance}
+        )
+    console.print(memory_id)
+
+
+@memory_app.command("search")
+@run_async
+async def search(
+    query: str,
+    limit: Annotated[int, typer.Option()] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, text or semantic.")] = "hybrid",
+) -> None:
+    """Search memories (BM25 + vectors fused by RRF by default)."""
+    async with open_adapters(project_config()) as stores:
+        if mode == "text":
+            found = await stores.memory.search(query, limit)
+        elif mode == "semantic":
+            found = await stores.memory.semantic_search_by_query(query, limit)
+        else:
+            found = await stores.memory.hybrid_search(query, limit)
+    table = Table("id", "type", "imp.", "score", "content")
+    for m in found:
+        table.add_row(
+            m.id,
+            str(m.type),
+            f"{m.importance:.2f}",
+            f"{m.score:.3f}" if m.score is not None else "",
+            m.content[:100],
+        )
+    console.print(table)
+
+
+@memory_app.command("stats")
+@run_async
+async def stats() -> None:
+    """Counts by type, importance, embedding coverage."""
+    async with open_adapters(project_config()) as stores:
+        found = await stores.memory.get_stats()
+    console.print(found.model_dump_json(indent=2), markup=False)
+
+
+@memory_app.command("compact")
+@run_async
+async def compact(
+    threshold: Annotated[float | None, typer.Option(help="Drop below this importance.")] = None,
+) -> None:
+    """Trim the store: below an importance threshold, or adaptively to its size limit."""
+    async with open_adapters(project_config()) as stores:
+        removed = (
+            await stores.memory.compact(threshold)
+            if threshold is not None
+            else await stores.memory.adaptive_compact()
+        )
+    console.print(f"removed {removed} memories")

@@ -1,0 +1,220 @@
+"""``jetpack task ...``: add, list, show, ready, update, done, delete, import, export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from jetpack.cli._app import app
+from jetpack.cli._common import console, fail, open_adapters, project_config, run_async
+from jetpack.cli._jsonl import export_jsonl, import_jsonl
+from jetpack.shared import Task, TaskPriority, TaskStatus
+from jetpack.shared.errors import NotFoundError
+
+__all__ = ["task_app", "task_table"]
+
+task_app = typer.Typer(help="Create, inspect and change tasks.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+
+_STYLE = {
+    TaskStatus.COMPLETED: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.BLOCKED: "magenta",
+    TaskStatus.CLAIMED: "yellow",
+    TaskStatus.IN_PROGRESS: "yellow",
+    TaskStatus.READY: "cyan",
+}
+
+
+def task_table(tasks: list[Task], title: str | None = None) -> Table:
+    """A compact table of tasks."""
+    table = Table("id", "status", "priority", "title", "deps", "agent", "tries", title=title)
+    for t in tasks:
+        style = _STYLE.get(t.status, "")
+        table.add_row(
+            t.id,
+            f"[{style}]{t.status}[/]" if style else str(t.status),
+            str(t.priority),
+            t.title,
+            ",".join(t.dependencies),
+            t.assigned_agent or "",
+            str(t.retry_count) if t.retry_count else "",
+        )
+    return table
+
+
+def _dump(task: Task) -> str:
+    return task.model_dump_json(indent=2, exclude_none=True)
+
+
+@task_app.command("add")
+@run_async
+async def add(
+    title: Annotated[str, typer.Argument(help="Short summary.")],
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    priority: Annotated[TaskPriority, typer.Option("--priority", "-p")] = TaskPriority.MEDIUM,
+    depends_on: Annotated[list[str] | None, typer.Option("--dep", help="Dependency id.")] = None,
+    skill: Annotated[list[str] | None, typer.Option(help="Required skill.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Tag.")] = None,
+    file: Annotated[list[str] | None, typer.Option(help="File or glob to lease.")] = None,
+    command: Annotated[str | None, typer.Option(help="Command (command executor).")] = None,
+    verify: Annotated[str | None, typer.Option(help="Verify command for this task.")] = None,
+    estimate: Annotated[int | None, typer.Option(help="Estimated minutes.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Attempt timeout, seconds.")] = None,
+    max_retries: Annotated[int, typer.Option(help="Retries after the first attempt.")] = 2,
+    task_id: Annotated[str | None, typer.Option("--id", help="Explicit id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the task as JSON.")] = False,
+) -> None:
+    """Add a task."""
+    metadata: dict[str, Any] = {}
+    if file:
+        metadata["files"] = file
+    if command:
+        metadata["command"] = command
+    if verify:
+        metadata["verify"] = verify
+    if timeout:
+        metadata["timeout_s"] = timeout
+    data: dict[str, Any] = {
+        "id": task_id,
+        "title": title,
+        "description": description,
+        "priority": priority,
+        "dependencies": depends_on or [],
+        "required_skills": skill or [],
+        "tags": tag or [],
+        "estimated_minutes": estimate,
+        "max_retries": max_retries,
+        "metadata": metadata,
+    }
+    async with open_adapters(project_config()) as stores:
+        task = await stores.tasks.create_task(data)
+        await stores.mail.publish("task.created", {"task_id": task.id, "title": task.title})
+    console.print(_dump(task) if as_json else task.id, markup=False)
+
+
+@task_app.command("list")
+@run_async
+async def list_(
+    status: Annotated[list[TaskStatus] | None, typer.Option("--status", "-s")] = None,
+    limit: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List tasks (creation order)."""
+    options: dict[str, Any] = {"status": status or None, "limit": limit}
+    async with open_adapters(project_config()) as stores:
+        tasks = await stores.tasks.list_tasks(options)
+    if as_json:
+        console.print(json.dumps([t.model_dump(mode="json") for t in tasks]), markup=False)
+    else:
+        console.print(task_table(tasks))
+
+
+@task_app.command("show")
+@run_async
+async def show(task_id: str) -> None:
+    """Show one task as JSON."""
+    async with open_adapters(project_config()) as stores:
+        task = await stores.tasks.get_task(task_id)
+    if task is None:
+        raise fail(f"task {task_id!r} not found")
+    console.print(_dump(task), markup=False)
+
+
+@task_app.command("ready")
+@run_async
+async def ready(limit: Annotated[int | None, typer.Option()] = None) -> None:
+    """Tasks an agent could claim now, in claim order."""
+    async with open_adapters(project_config()) as stores:
+        tasks = await stores.tasks.get_ready_tasks(limit)
+    console.print(task_table(tasks, title=f"{len(tasks)} ready"))
+
+
+@task_app.command("update")
+@run_async
+async def update(
+    task_id: str,
+    title: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    priority: Annotated[TaskPriority | None, typer.Option("--priority", "-p")] = None,
+    status: Annotated[TaskStatus | None, typer.Option("--status", "-s")] = None,
+    depends_on: Annotated[list[str] | None, typer.Option("--dep")] = None,
+    max_retries: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Change fields of a task."""
+    change = {
+        k: v
+        for k, v in {
+            "title": title,
+            "description": description,
+            "priority": priority,
+            "status": status,
+            "dependencies": depends_on,
+            "max_retries": max_retries,
+        }.items()
+        if v is not None
+    }
+    if not change:
+        raise fail("nothing to change (give at least one option)")
+    async with open_adapters(project_config()) as stores:
+        task = await stores.tasks.update_task(task_id, change)
+        await stores.mail.publish("task.updated", {"task_id": task.id})
+    console.print(f"{task.id}: {task.status}")
+
+
+@task_app.command("done")
+@run_async
+async def done(task_id: str) -> None:
+    """Mark a task completed by hand (claims it for `cli` when it is ready)."""
+    async with open_adapters(project_config()) as stores:
+        claimed = await stores.tasks.claim_task(task_id, "cli")
+        if claimed is not None:
+            task = await stores.tasks.complete_task(task_id, "cli", result={"summary": "by hand"})
+        else:
+            task = await stores.tasks.update_task(task_id, {"status": TaskStatus.COMPLETED})
+    console.print(f"{task.id}: {task.status}")
+
+
+@task_app.command("delete")
+@run_async
+async def delete(task_id: str) -> None:
+    """Delete a task nobody depends on."""
+    async with open_adapters(project_config()) as stores:
+        if not await stores.tasks.delete_task(task_id):
+            raise NotFoundError("task", task_id)
+    console.print(f"deleted {task_id}")
+
+
+@task_app.command("import")
+@run_async
+async def import_(
+    path: Annotated[Path, typer.Argument(help="Beads JSONL file ('-' for stdin).")],
+) -> None:
+    """Import beads-style JSONL (all or nothing; existing ids are skipped)."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    async with open_adapters(project_config()) as stores:
+        created, skipped = await import_jsonl(stores.tasks, text.splitlines())
+    console.print(
+        f"imported {len(created)} tasks" + (f", skipped {len(skipped)}" if skipped else "")
+    )
+
+
+@task_app.command("export")
+@run_async
+async def export(
+    path: Annotated[Path | None, typer.Argument(help="Output file (default: stdout).")] = None,
+) -> None:
+    """Export every task as beads-style JSONL."""
+    async with open_adapters(project_config()) as stores:
+        lines = await export_jsonl(stores.tasks)
+    text = "".join(line + "\n" for line in lines)
+    if path is None:
+        sys.stdout.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+        console.print(f"exported {len(lines)} tasks to {path}")

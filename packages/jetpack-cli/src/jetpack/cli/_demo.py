@@ -1,0 +1,113 @@
+"""``jetpack demo``: a throw-away project, a small dependency graph, 3 agents, no API key.
+
+Everything is real except the agent: the local task, mail and memory stores
+(SQLite files in a temp dir), claims, leases, back-off, memories and events.
+The deterministic demo executor stands in for Claude Code; one task fails its
+first attempt on purpose, to show a retry after back-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jetpack.cli._app import GITIGNORE, default_config
+from jetpack.cli._cmd_run import run_orchestrator
+from jetpack.cli._common import console, open_adapters
+from jetpack.cli._executors import DemoExecutor
+from jetpack.cli._settings import load_settings
+from jetpack.cli._view import summary_table
+from jetpack.shared import TaskStatus
+from jetpack.shared.config import CONFIG_FILE, dump_toml, load_config
+
+__all__ = ["DEMO_TASKS", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+DEMO_TASKS: list[dict[str, Any]] = [
+    {"id": "design", "title": "Design the data model", "priority": "critical"},
+    {"id": "skeleton", "title": "Set up the project skeleton", "priority": "high"},
+    {
+        "id": "storage",
+        "title": "Write the storage layer in src/storage/",
+        "dependencies": ["design", "skeleton"],
+    },
+    {
+        "id": "api",
+        "title": "Write the HTTP API",
+        "dependencies": ["storage"],
+        "metadata": {"files": ["src/api/**"]},
+    },
+    {
+        "id": "cli",
+        "title": "Write the command line",
+        "dependencies": ["storage"],
+        "metadata": {"files": ["src/cli/**"]},
+    },
+    {
+        "id": "auth",
+        "title": "Add authentication to the API",
+        "dependencies": ["api"],
+        "metadata": {"files": ["src/api/auth.py"], "demo": {"fail_times": 1}},
+    },
+    {
+        "id": "tests",
+        "title": "Write integration tests",
+        "dependencies": ["api", "cli"],
+        "priority": "high",
+    },
+    {"id": "docs", "title": "Write the user guide", "dependencies": ["cli"], "priority": "low"},
+    {"id": "release", "title": "Release 1.0", "dependencies": ["auth", "tests", "docs"]},
+]
+"""The demo's tasks: two roots, a fan-out, a planned failure, a join."""
+
+
+@contextlib.contextmanager
+def _project(directory: Path | None) -> Iterator[Path]:
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="jetpack-demo-") as tmp:
+        yield Path(tmp)
+
+
+async def run_demo(*, agents: int = 3, directory: Path | None = None, live: bool = False) -> int:
+    """Run the demo; return the exit code (0 when every task completed once)."""
+    with _project(directory) as root:
+        data = default_config()
+        data["agents"].update({"count": agents, "executor": "demo"})
+        data["orchestrator"].update({"poll_s": 0.2, "lease_wait_s": 5.0, "heartbeat_s": 2.0})
+        data["beads"] = {"retry_base_ms": 1000}
+        (root / CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (root / CONFIG_FILE).write_text(dump_toml(data), encoding="utf-8")
+        (root / CONFIG_FILE).parent.joinpath(".gitignore").write_text(GITIGNORE, encoding="utf-8")
+        config = load_config(root)
+        settings = load_settings(config)
+        console.print(
+            f"[bold]jetpack demo[/] in {root}: {len(DEMO_TASKS)} tasks, {agents} agents, "
+            "demo executor (no network, no API key)"
+        )
+        async with open_adapters(config) as stores:
+            await stores.tasks.create_tasks(DEMO_TASKS)
+        summary, signalled = await run_orchestrator(
+            config, settings, DemoExecutor(), agents=agents, until_empty=True, live=live
+        )
+        async with open_adapters(config) as stores:
+            tasks = await stores.tasks.list_tasks()
+            memories = await stores.memory.get_stats()
+        console.print(summary_table(tasks))
+        done = sum(t.status is TaskStatus.COMPLETED for t in tasks)
+        console.print(
+            f"{done}/{len(tasks)} tasks completed in {summary.duration_s:.1f}s by {agents} agents; "
+            f"{len(summary.retried)} retry after back-off; {memories.total} memories recorded"
+        )
+        if directory is not None:
+            console.print(f"project kept in {root} (try: jetpack -C {root} status)")
+        if signalled:
+            return 130
+        return 0 if done == len(tasks) and len(summary.completed) == len(tasks) else 1

@@ -1,0 +1,157 @@
+"""Rich renderings: the live view of ``jetpack start``, the status screen, the run summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from jetpack.cli._events import OrchestratorEvent
+from jetpack.cli._orchestrator import Orchestrator
+from jetpack.shared import AgentPresence, Lease, Task, TaskStats, TaskStatus, utcnow
+
+__all__ = [
+    "agents_table",
+    "counts_line",
+    "event_line",
+    "live_view",
+    "presence_table",
+    "summary_table",
+]
+
+_KIND_STYLE = {
+    "completed": "green",
+    "failed": "bold red",
+    "retry": "yellow",
+    "interrupted": "magenta",
+    "claimed": "cyan",
+    "claim_lost": "red",
+    "error": "red",
+}
+
+
+def event_line(event: OrchestratorEvent | Mapping[str, Any]) -> Text:
+    """One event as a coloured line."""
+    if isinstance(event, OrchestratorEvent):
+        when, kind, agent = event.time, event.kind, event.agent_id
+        task, text = event.task_id, event.text
+    else:
+        when = datetime.fromisoformat(str(event.get("time")))
+        kind, agent = str(event.get("kind")), str(event.get("agent_id"))
+        task, text = event.get("task_id"), str(event.get("text", ""))
+    line = Text(f"{when:%H:%M:%S} ")
+    line.append(f"{kind:<11}", style=_KIND_STYLE.get(kind, "dim"))
+    line.append(f" {agent}")
+    if task:
+        line.append(f" {task}", style="bold")
+    if text:
+        line.append(f" {text}", style="dim")
+    return line
+
+
+def counts_line(stats: TaskStats | None) -> Text:
+    """``pending 3 · ready 1 · ...`` from the store's stats."""
+    if stats is None:
+        return Text("tasks: …", style="dim")
+    line = Text(f"tasks {stats.total}: ")
+    for status in TaskStatus:
+        count = stats.by_status.get(status, 0)
+        if count:
+            line.append(
+                f"{status} {count}  ",
+                style=_KIND_STYLE.get(
+                    {"completed": "completed", "failed": "failed"}.get(status.value, ""), ""
+                ),
+            )
+    line.append(f"(ready now {stats.ready})", style="dim")
+    return line
+
+
+def agents_table(orchestrator: Orchestrator) -> Table:
+    """The agents of this run: status, task, activity, time on task, done/failed."""
+    table = Table("agent", "status", "task", "activity", "time", "done", "failed", expand=True)
+    now = time.monotonic()
+    for a in orchestrator.agents:
+        elapsed = f"{now - a.task_started:.0f}s" if a.task_started else ""
+        table.add_row(
+            a.agent_id,
+            str(a.status),
+            f"{a.task_id or ''} {a.task_title or ''}".strip(),
+            a.activity[:60],
+            elapsed,
+            str(a.completed),
+            str(a.failed),
+        )
+    return table
+
+
+def live_view(orchestrator: Orchestrator, stats: TaskStats | None) -> RenderableType:
+    """Agents, task counts and the last events of this run."""
+    title = f"jetpack run {orchestrator.run_id} — executor {orchestrator.executor.name}"
+    if orchestrator.stopping:
+        title += " — stopping (Ctrl+C again to kill running attempts)"
+    events = [e for e in orchestrator.events.recent if e.kind != "progress"][-8:]
+    return Group(
+        Text(title, style="bold"),
+        agents_table(orchestrator),
+        counts_line(stats),
+        *[event_line(e) for e in events],
+    )
+
+
+def presence_table(agents: Sequence[AgentPresence]) -> Table:
+    """Agents known to the mail bus (any process), from their heartbeats."""
+    table = Table("agent", "status", "seen", "run", "pid", "task", "done", "failed", title="agents")
+    now = utcnow()
+    for p in agents:
+        info = p.info
+        task = f"{info.get('task_id') or ''} {info.get('task_title') or ''}".strip()
+        table.add_row(
+            p.agent_id,
+            str(p.status) if p.online else "offline",
+            f"{(now - p.last_seen).total_seconds():.0f}s ago",
+            str(info.get("run_id", "")),
+            str(info.get("pid", "")),
+            task,
+            str(info.get("completed", "")),
+            str(info.get("failed", "")),
+        )
+    return table
+
+
+def leases_table(leases: Sequence[Lease]) -> Table:
+    """Live leases."""
+    table = Table("path", "agent", "expires", title="leases")
+    for lease in leases:
+        table.add_row(lease.path, lease.agent_id, f"{lease.expires_at:%H:%M:%S}")
+    return table
+
+
+def summary_table(tasks: Sequence[Task]) -> Table:
+    """One row per task: status, who did it, attempts, time."""
+    table = Table(
+        "task", "title", "status", "agent", "attempts", "minutes", "result", title="summary"
+    )
+    for t in tasks:
+        result = t.metadata.get("result")
+        summary = result.get("summary", "") if isinstance(result, dict) else ""
+        done_by = ""
+        if isinstance(result, dict):
+            done_by = str(result.get("agent_id", ""))
+        attempts = t.retry_count + (1 if t.status is TaskStatus.COMPLETED else 0)
+        style = "green" if t.status is TaskStatus.COMPLETED else "red"
+        table.add_row(
+            t.id,
+            t.title,
+            f"[{style}]{t.status}[/]",
+            done_by or t.assigned_agent or "",
+            str(attempts),
+            str(t.actual_minutes if t.actual_minutes is not None else ""),
+            str(summary)[:40],
+        )
+    return table

@@ -1,0 +1,208 @@
+"""A stand-in for the `claude` CLI that speaks real stream-json (tests install it on PATH).
+
+The behaviour comes from markers in the prompt (read from stdin, as the executor
+sends it), or from FAKE_CLAUDE_MODE:
+
+  fake:success (default)   init, text, a tool call and its result, result/success, exit 0
+  fake:is_error            result with is_error true (error_during_execution), exit 1
+  fake:max_turns           result subtype error_max_turns, is_error true, exit 0
+  fake:crash               init, then a message on stderr and exit 3, no result line
+  fake:garbage             lines that are not JSON, exit 0, no result line
+  fake:hang                init, a child `sleep` in the same process group, then sleeps forever
+  fake:stubborn            like hang, but ignores SIGTERM (needs SIGKILL)
+  fake:sleep=N             works N seconds (emitting a line every 0.2 s), then succeeds
+  fake:write=PATH          on success, also writes PATH (relative to the cwd)
+
+FAKE_CLAUDE_LOG: append {"event": "start"|"done", "task": ..., "pid": ...} lines there.
+FAKE_CLAUDE_PIDS: write the pids of this process and its child there (hang modes).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def log(event):
+    path = os.environ.get("FAKE_CLAUDE_LOG")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(
+                json.dumps(
+                    {
+                        "event": event,
+                        "task": os.environ.get("JETPACK_TASK_ID"),
+                        "pid": os.getpid(),
+                        "time": time.time(),
+                    }
+                )
+                + "\n"
+            )
+
+
+def main():
+    args = sys.argv[1:]
+    if "--version" in args:
+        print("9.9.9 (Fake Claude Code)")
+        return 0
+    if "-p" not in args and "--print" not in args:
+        print("fake claude supports only -p", file=sys.stderr)
+        return 2
+    if "stream-json" in args and "--verbose" not in args:
+        print(
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+            file=sys.stderr,
+        )
+        return 1
+    prompt = sys.stdin.read()
+    markers = dict(re.findall(r"fake:(\w+)(?:=(\S+))?", prompt))
+    mode = os.environ.get("FAKE_CLAUDE_MODE")
+    if mode:
+        markers.setdefault(mode, "")
+    session = str(uuid.uuid4())
+    log("start")
+    emit(
+        {
+            "type": "system",
+            "subtype": "init",
+            "cwd": os.getcwd(),
+            "session_id": session,
+            "tools": ["Bash", "Edit", "Read", "Write"],
+            "mcp_servers": [],
+            "model": "claude-fake-1",
+            "permissionMode": "acceptEdits",
+            "apiKeySource": "none",
+        }
+    )
+    if "crash" in markers:
+        print("Error: fake crash (ECONNRESET)", file=sys.stderr)
+        return 3
+    if "garbage" in markers:
+        for line in ("<html>502 Bad Gateway</html>", "{not json", "[1, 2", "\x00\x01"):
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        return 0
+    if "hang" in markers or "stubborn" in markers:
+        if "stubborn" in markers:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen(["sleep", "1000"])
+        pids = os.environ.get("FAKE_CLAUDE_PIDS")
+        if pids:
+            with open(pids, "w") as fh:
+                fh.write(f"{os.getpid()} {child.pid}\n")
+        while True:
+            time.sleep(1000)
+    if "sleep" in markers:
+        end = time.time() + float(markers["sleep"] or 1)
+        while time.time() < end:
+            emit(
+                {
+                    "type": "assistant",
+                    "session_id": session,
+                    "parent_tool_use_id": None,
+                    "message": {
+                        "role": "assistant",
+                        "content": [{"type": "text", "text": "working..."}],
+                    },
+                }
+            )
+            time.sleep(0.2)
+    tool_id = "toolu_" + uuid.uuid4().hex[:12]
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session,
+            "parent_tool_use_id": None,
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-fake-1",
+                "content": [
+                    {"type": "text", "text": "I will make the change."},
+                    {
+                        "type": "tool_use",
+                        "id": tool_id,
+                        "name": "Edit",
+                        "input": {"file_path": "src/app.py", "old_string": "a", "new_string": "b"},
+                    },
+                ],
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+            },
+        }
+    )
+    emit(
+        {
+            "type": "user",
+            "session_id": session,
+            "parent_tool_use_id": None,
+            "message": {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "edited"}],
+            },
+        }
+    )
+    emit({"type": "stream_event_unknown", "session_id": session, "detail": "kept as raw"})
+    if "is_error" in markers:
+        emit(
+            {
+                "type": "result",
+                "subtype": "error_during_execution",
+                "is_error": True,
+                "duration_ms": 12,
+                "duration_api_ms": 10,
+                "num_turns": 1,
+                "result": "API Error: overloaded",
+                "session_id": session,
+                "total_cost_usd": 0.001,
+            }
+        )
+        return 1
+    if "max_turns" in markers:
+        emit(
+            {
+                "type": "result",
+                "subtype": "error_max_turns",
+                "is_error": True,
+                "duration_ms": 12,
+                "duration_api_ms": 10,
+                "num_turns": 3,
+                "session_id": session,
+                "total_cost_usd": 0.002,
+            }
+        )
+        return 0
+    if markers.get("write"):
+        target = os.path.join(os.getcwd(), markers["write"])
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        with open(target, "w") as fh:
+            fh.write(f"written for {os.environ.get('JETPACK_TASK_ID')}\n")
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "duration_ms": 25,
+            "duration_api_ms": 20,
+            "num_turns": 2,
+            "result": "Changed src/app.py; tests pass.",
+            "session_id": session,
+            "total_cost_usd": 0.0123,
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+        }
+    )
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
