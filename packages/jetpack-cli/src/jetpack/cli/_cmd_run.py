@@ -190,7 +190,7 @@ async def status(
             "leases": [le.model_dump(mode="json") for le in leases],
             "events": recent,
         }
-        console.print(json.dumps(data), markup=False, soft_wrap=True)
+        typer.echo(json.dumps(data))
         return
     from jetpack.cli._view import counts_line
 

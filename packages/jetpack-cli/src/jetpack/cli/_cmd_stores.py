@@ -122,7 +122,7 @@ async def stats() -> None:
     """Counts by type, importance, embedding coverage."""
     async with open_adapters(project_config()) as stores:
         found = await stores.memory.get_stats()
-    console.print(found.model_dump_json(indent=2), markup=False)
+    typer.echo(found.model_dump_json(indent=2))
 
 
 @memory_app.command("compact")

@@ -95,7 +95,7 @@ async def add(
     async with open_adapters(project_config()) as stores:
         task = await stores.tasks.create_task(data)
         await stores.mail.publish("task.created", {"task_id": task.id, "title": task.title})
-    console.print(_dump(task) if as_json else task.id, markup=False)
+    typer.echo(_dump(task) if as_json else task.id)
 
 
 @task_app.command("list")
@@ -110,7 +110,7 @@ async def list_(
     async with open_adapters(project_config()) as stores:
         tasks = await stores.tasks.list_tasks(options)
     if as_json:
-        console.print(json.dumps([t.model_dump(mode="json") for t in tasks]), markup=False)
+        typer.echo(json.dumps([t.model_dump(mode="json") for t in tasks]))
     else:
         console.print(task_table(tasks))
 
@@ -123,7 +123,7 @@ async def show(task_id: str) -> None:
         task = await stores.tasks.get_task(task_id)
     if task is None:
         raise fail(f"task {task_id!r} not found")
-    console.print(_dump(task), markup=False)
+    typer.echo(_dump(task))
 
 
 @task_app.command("ready")
