@@ -178,7 +178,23 @@ async def status(
             {"status": [TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS]}
         )
         leases = await stores.mail.list_leases()
-    agents = [a for a in agents if a.agent_id != "cli-status"]
+    # The task store is the authority on who holds what; heartbeats may be a beat behind.
+    holding = {t.assigned_agent: t for t in held if t.assigned_agent}
+    agents = [
+        a.model_copy(
+            update={
+                "info": {
+                    **a.info,
+                    "task_id": holding[a.agent_id].id,
+                    "task_title": holding[a.agent_id].title,
+                }
+            }
+        )
+        if a.agent_id in holding
+        else a
+        for a in agents
+        if a.agent_id != "cli-status"
+    ]
     recent = read_events(config.path(EVENT_LOG), events)
     if as_json:
         data = {

@@ -1,0 +1,153 @@
+"""The orchestrator on the real local stores, found through the registry (tasks and mail)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jetpack.cli import CommandExecutor, EventLog, Orchestrator, OrchestratorSettings
+from jetpack.shared import FailureType, TaskStatus
+from jetpack.shared.config import CONFIG_FILE, JetpackConfig, dump_toml, load_config
+from jetpack.shared.registry import create_store
+
+
+def project(root: Path, **beads: Any) -> JetpackConfig:
+    (root / CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {"mode": "local"}
+    if beads:
+        data["beads"] = beads
+    (root / CONFIG_FILE).write_text(dump_toml(data))
+    return load_config(root, env={})
+
+
+def orchestrator(config: JetpackConfig, tasks: Any, log: Path, **settings: Any) -> Orchestrator:
+    base: dict[str, Any] = {
+        "poll_s": 0.05,
+        "heartbeat_s": 0.2,
+        "shutdown_grace_s": 0.5,
+        "kill_grace_s": 0.5,
+    }
+    base.update(settings)
+    return Orchestrator(
+        tasks=tasks,
+        memory=None,
+        mail_factory=lambda agent: create_store(config, "mail", agent_id=agent),
+        executor=CommandExecutor(f"echo $JETPACK_TASK_ID >> {log}", kill_grace_s=0.5),
+        settings=OrchestratorSettings(**base),
+        project_dir=config.project_dir,
+        agent_count=3,
+        until_empty=True,
+        events=EventLog(None),
+    )
+
+
+async def test_a_crashed_runs_claim_is_recovered_and_finished(tmp_path: Path) -> None:
+    config = project(tmp_path, retry_base_ms=50)
+    log = tmp_path / "ran.log"
+    async with create_store(config, "tasks") as tasks:
+        await tasks.create_tasks([{"id": "a", "title": "A"}, {"id": "b", "title": "B"}])
+        held = await tasks.claim_next("agent-dead-1", ttl_ms=100)  # a run that crashed
+        assert held is not None
+        await asyncio.sleep(0.2)
+        summary = await asyncio.wait_for(orchestrator(config, tasks, log).run(), 30)
+        assert sorted(summary.completed) == ["a", "b"]
+        recovered = await tasks.get_task(held.id)
+        assert recovered is not None and recovered.status is TaskStatus.COMPLETED
+        assert recovered.retry_count == 1 and recovered.failure_type is FailureType.STALLED
+    assert sorted(log.read_text().split()) == ["a", "b"]
+
+
+async def test_leases_are_visible_to_other_processes_while_a_task_runs(tmp_path: Path) -> None:
+    config = project(tmp_path)
+    log = tmp_path / "ran.log"
+    async with create_store(config, "tasks") as tasks:
+        await tasks.create_task(
+            {"id": "t", "title": "Edit src/app.py", "metadata": {"command": "sleep 1.5"}}
+        )
+        orch = orchestrator(config, tasks, log)
+        run = asyncio.create_task(orch.run())
+        async with create_store(config, "mail", agent_id="observer") as mail:
+            for _ in range(100):
+                leases = await mail.list_leases()
+                if leases:
+                    break
+                await asyncio.sleep(0.05)
+            assert [(le.path, le.agent_id.startswith("agent-")) for le in leases] == [
+                ("src/app.py", True)
+            ]
+            assert not await mail.acquire_lease("src/**", 1000)
+            for _ in range(100):  # the next heartbeat (0.2 s) names the task
+                agents = await mail.list_agents()
+                if any(a.info.get("task_id") == "t" for a in agents):
+                    break
+                await asyncio.sleep(0.05)
+            assert any(a.info.get("task_id") == "t" and a.status == "busy" for a in agents)
+            await asyncio.wait_for(run, 30)
+            assert await mail.list_leases() == []
+
+
+WORKER = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from jetpack.cli import CommandExecutor, EventLog, Orchestrator, OrchestratorSettings
+    from jetpack.shared.config import load_config
+    from jetpack.shared.registry import create_store
+
+    async def main() -> None:
+        root, log = Path(sys.argv[1]), sys.argv[2]
+        config = load_config(root, env={})
+        async with create_store(config, "tasks") as tasks:
+            orch = Orchestrator(
+                tasks=tasks, memory=None,
+                mail_factory=lambda a: create_store(config, "mail", agent_id=a),
+                executor=CommandExecutor(
+                    f"echo $JETPACK_TASK_ID $JETPACK_AGENT_ID >> {log}; sleep 0.05"),
+                settings=OrchestratorSettings(poll_s=0.05, heartbeat_s=0.5),
+                project_dir=root, agent_count=4, until_empty=True, events=EventLog(None))
+            summary = await orch.run()
+        print(len(summary.completed))
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.multiprocess
+def test_two_processes_never_run_a_task_twice(tmp_path: Path) -> None:
+    config = project(tmp_path)
+    log = tmp_path / "ran.log"
+
+    async def seed() -> None:
+        async with create_store(config, "tasks") as tasks:
+            await tasks.create_tasks([{"id": f"t{i}", "title": f"T{i}"} for i in range(40)])
+
+    asyncio.run(seed())
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), str(log)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    counts = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        counts.append(int(out.strip().splitlines()[-1]))
+    runs = [line.split() for line in log.read_text().splitlines()]
+    assert Counter(task for task, _ in runs) == Counter({f"t{i}": 1 for i in range(40)})
+    assert sum(counts) == 40
+    assert all(c > 0 for c in counts), f"one process did all the work: {counts}"
+    assert len({agent.split("-")[1] for _, agent in runs}) == 2
+    assert json.dumps(counts)
