@@ -151,3 +151,52 @@ def test_two_processes_never_run_a_task_twice(tmp_path: Path) -> None:
     assert all(c > 0 for c in counts), f"one process did all the work: {counts}"
     assert len({agent.split("-")[1] for _, agent in runs}) == 2
     assert json.dumps(counts)
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+async def test_worktrees_merge_on_success_and_fail_on_conflict(tmp_path: Path) -> None:
+    config = project(tmp_path)
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / ".gitignore").write_text(".beads/\n.mail/\n.cass/\n.jetpack/\n")
+    (tmp_path / "shared.txt").write_text("base\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "init")
+    async with create_store(config, "tasks") as tasks:
+        await tasks.create_tasks(
+            [
+                {"id": "new-file", "title": "N", "metadata": {"command": "echo hi > added.txt"}},
+                {
+                    "id": "edit-1",
+                    "title": "E1",
+                    "max_retries": 0,
+                    "metadata": {"command": "sleep 0.3; echo one > shared.txt"},
+                },
+                {
+                    "id": "edit-2",
+                    "title": "E2",
+                    "max_retries": 0,
+                    "metadata": {"command": "sleep 0.3; echo two > shared.txt"},
+                },
+            ]
+        )
+        orch = orchestrator(config, tasks, tmp_path / "log", worktrees=True)
+        summary = await asyncio.wait_for(orch.run(), 60)
+        assert "new-file" in summary.completed
+        assert (tmp_path / "added.txt").read_text() == "hi\n"
+        # both edits branched from the same base: one merges, the other conflicts
+        assert len(summary.failed) == 1 and len(summary.completed) == 2
+        failed = await tasks.get_task(summary.failed[0])
+        assert failed is not None and "merge of jetpack/" in (failed.last_error or "")
+        done = await tasks.get_task("new-file")
+        assert done is not None and "merged jetpack/new-file" in done.metadata["result"]["git"]
+    assert f"jetpack/{summary.failed[0]}" in git(tmp_path, "branch", "--list", "jetpack/*")
+    assert git(tmp_path, "status", "--porcelain").strip() == ""  # the merge was aborted
+    assert not any((tmp_path / ".jetpack" / "worktrees").iterdir())
