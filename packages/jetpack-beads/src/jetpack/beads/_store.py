@@ -71,7 +71,9 @@ class BeadsAdapter:
         retry_base_ms: back-off base: a failed task waits ``base × 2^retries``.
         claim_ttl_ms: default claim lifetime; an unrenewed claim lapses after it.
         busy_timeout_ms: how long a write waits for another process's lock.
-        pool_size: connections kept open by this adapter.
+        pool_size: connections kept open by this adapter for reads.
+        recovery_interval_ms: how often claims also sweep lapsed claims back to the
+            queue (a claim that finds nothing always sweeps).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class BeadsAdapter:
         claim_ttl_ms: int = DEFAULT_CLAIM_TTL_MS,
         busy_timeout_ms: int = 30_000,
         pool_size: int = 4,
+        recovery_interval_ms: int = 1_000,
     ) -> None:
         if (
             isinstance(retry_base_ms, bool)
@@ -91,6 +94,8 @@ class BeadsAdapter:
             raise ValidationError("retry_base_ms", "must be a non-negative integer")
         self.retry_base_ms = retry_base_ms
         self.claim_ttl_ms = check_ttl(claim_ttl_ms, "claim_ttl_ms")
+        self.recovery_interval_ms = check_ttl(recovery_interval_ms, "recovery_interval_ms")
+        self._next_sweep_ms = 0
         self.db_path = Path(db_path)
         self._db = Database(
             self.db_path,
@@ -106,7 +111,13 @@ class BeadsAdapter:
         is shared by every agent, so it is not used.
         """
         options = config.section("beads")
-        known = {"retry_base_ms", "claim_ttl_ms", "busy_timeout_ms", "pool_size"}
+        known = {
+            "retry_base_ms",
+            "claim_ttl_ms",
+            "busy_timeout_ms",
+            "pool_size",
+            "recovery_interval_ms",
+        }
         return cls(
             config.path(config.local.tasks_db), **{k: v for k, v in options.items() if k in known}
         )
@@ -316,8 +327,10 @@ class BeadsAdapter:
         async with self._db.write() as conn:
             now = utcnow()
             params = self._claim_params(agent_id, ttl, now)
-            await self._recover(conn, now)
+            swept = await self._sweep(conn, now)
             row = (await execute(conn, _sql.CLAIM_ONE, {**params, "id": task_id})).first()
+            if row is None and not swept and await self._recover(conn, now):
+                row = (await execute(conn, _sql.CLAIM_ONE, {**params, "id": task_id})).first()
             if row is not None:
                 return row_to_task(row)
             if await self._get(conn, task_id) is None:
@@ -338,8 +351,10 @@ class BeadsAdapter:
             now = utcnow()
             params = self._claim_params(agent_id, ttl, now)
             params["skills"] = None if wanted is None else dump_json(wanted)
-            await self._recover(conn, now)
+            swept = await self._sweep(conn, now)
             row = (await execute(conn, _sql.CLAIM_NEXT, params)).first()
+            if row is None and not swept and await self._recover(conn, now):
+                row = (await execute(conn, _sql.CLAIM_NEXT, params)).first()
             return None if row is None else row_to_task(row)
 
     async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
@@ -483,7 +498,21 @@ class BeadsAdapter:
                 logger.info("task %s failed; blocked %d dependants", task.id, len(blocked))
         return stored
 
+    async def _sweep(self, conn: AsyncConnection, now: datetime) -> bool:
+        """Recover lapsed claims if the last sweep of this adapter is older than the interval.
+
+        A claim statement that finds nothing sweeps anyway, so a lapsed claim
+        is never missed; under load it is requeued within ``recovery_interval_ms``
+        of its expiry instead of costing one more query per claim.
+        """
+        now_ms = ms(now) or 0
+        if now_ms < self._next_sweep_ms:
+            return False
+        await self._recover(conn, now)
+        return True
+
     async def _recover(self, conn: AsyncConnection, now: datetime) -> list[Task]:
+        self._next_sweep_ms = (ms(now) or 0) + self.recovery_interval_ms
         result = await execute(conn, _sql.EXPIRED_CLAIMS, {"now": ms(now)})
         expired = [row_to_task(row) for row in result]
         recovered = []
