@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jetpack.beads import _sql
 from jetpack.beads._graph import check_dependencies, execute, existing_ids
-from jetpack.beads._rows import task_to_params
+from jetpack.beads._rows import build_task, task_to_params
 from jetpack.shared import Task, TaskInput
 from jetpack.shared.errors import ConflictError, ValidationError
 from jetpack.shared.rules import find_cycle, new_task_id
@@ -18,6 +19,12 @@ from jetpack.shared.rules import find_cycle, new_task_id
 __all__ = ["check_graph", "insert_tasks", "new_tasks"]
 
 _INPUT_FIELDS = tuple(name for name in TaskInput.model_fields if name != "id")
+_CREATED_DEFAULTS: dict[str, Any] = {
+    name: field.get_default(call_default_factory=True)
+    for name, field in Task.model_fields.items()
+    if name not in TaskInput.model_fields and name not in ("created_at", "updated_at")
+}
+"""Values of the task fields a TaskInput does not carry (retry_count 0, version 1, Nones)."""
 
 
 async def new_tasks(
@@ -64,7 +71,9 @@ async def new_tasks(
             )
         staged.add(task_id)
         values = {name: getattr(item, name) for name in _INPUT_FIELDS}
-        tasks.append(Task.model_construct(id=task_id, created_at=now, updated_at=now, **values))
+        values.update(_CREATED_DEFAULTS)
+        values.update(id=task_id, created_at=now, updated_at=now)
+        tasks.append(build_task(values))
     return tasks
 
 
