@@ -172,3 +172,14 @@ async def test_retention_keeps_recent_unacked_messages(tmp_path: Path) -> None:
         assert await a.cleanup() == 0
     async with MCPMailAdapter("offline", tmp_path) as b:
         assert [m.id for m in await b.fetch_inbox()] == [kept.id]
+
+
+async def test_shutdown_never_hangs_when_a_wake_up_races_the_cancel(tmp_path: Path) -> None:
+    # Regression: on Python 3.11 asyncio.wait_for could swallow the shutdown's cancel
+    # when a wake-up landed at the same moment, leaving shutdown waiting forever.
+    async with MCPMailAdapter("a", tmp_path) as a:
+        for _ in range(40):
+            b = MCPMailAdapter("b", tmp_path, poll_interval_ms=1)
+            await b.initialize()
+            await a.publish(MessageType.TASK_PROGRESS, {})
+            await asyncio.wait_for(b.shutdown(), timeout=5)

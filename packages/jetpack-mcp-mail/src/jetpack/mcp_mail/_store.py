@@ -214,7 +214,7 @@ class MCPMailAdapter:
         poll = self._options.poll_interval_ms / 1000
         next_cleanup = 0.0
         backlog_done = False
-        while True:
+        while self._open:
             try:
                 if not backlog_done:
                     await self._deliver(
@@ -235,8 +235,11 @@ class MCPMailAdapter:
                 raise
             except Exception:
                 logger.exception("mail bus %s: delivery loop error; retrying", self._agent_id)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            # that races with the wake-up, and shutdown would wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), poll)
+                async with asyncio.timeout(poll):
+                    await wake.wait()
 
     async def _deliver(self, batch: list[Message]) -> None:
         read: list[str] = []
