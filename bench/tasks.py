@@ -216,7 +216,8 @@ async def main() -> None:
             for _ in range(20):
                 store_s.append(await atimed(store.get_ready_tasks(limit)))
                 params = {"now": to_ms(utcnow()), "limit": -1 if limit is None else limit}
-                raw_s.append(timed(lambda p=params: raw.execute(S.READY_TASKS, p).fetchall()))
+                sql = S.READY_ALL if limit is None else S.READY_TASKS
+                raw_s.append(timed(lambda p=params, q=sql: raw.execute(q, p).fetchall()))
             count = len(await store.get_ready_tasks(limit))
             label = f"get_ready_tasks(limit={limit}) p50, {count} rows"
             report(label, p50(store_s), p50(raw_s), "ms", False)

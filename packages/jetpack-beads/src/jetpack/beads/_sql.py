@@ -26,6 +26,7 @@ __all__ = [
     "INSERT_DEP",
     "INSERT_TASK",
     "MEAN_COMPLETION",
+    "READY_ALL",
     "READY_COUNT",
     "READY_TASKS",
     "SELECT_TASK",
@@ -105,7 +106,13 @@ a NULL ``:skills`` means any task."""
 _ORDER = "ORDER BY t.priority_rank, t.created_at, t.id"
 """``rules.claim_order_key``: priority (critical first), then age, then id."""
 
-READY_TASKS = f"SELECT {_T_COLS} FROM tasks AS t WHERE {_READY} {_ORDER} LIMIT :limit"
+_CLAIM_SCAN = "tasks AS t INDEXED BY idx_tasks_claim_order"
+"""Walk the partial claim-order index: rows come out in claim order, so LIMIT stops
+early. Without the hint SQLite picks ``idx_tasks_status`` and sorts everything."""
+
+READY_TASKS = f"SELECT {_T_COLS} FROM {_CLAIM_SCAN} WHERE {_READY} {_ORDER} LIMIT :limit"
+READY_ALL = f"SELECT {_T_COLS} FROM tasks AS t WHERE {_READY} {_ORDER}"
+"""Every ready task: here one sort beats walking the index row by row."""
 READY_COUNT = f"SELECT count(*) FROM tasks AS t WHERE {_READY}"
 
 _CLAIM_SET = """
@@ -115,7 +122,7 @@ _CLAIM_SET = """
 """
 
 CLAIM_NEXT = f"""{_CLAIM_SET}
-    WHERE id = (SELECT t.id FROM tasks AS t WHERE {_READY} {_SKILLS} {_ORDER} LIMIT 1)
+    WHERE id = (SELECT t.id FROM {_CLAIM_SCAN} WHERE {_READY} {_SKILLS} {_ORDER} LIMIT 1)
     RETURNING {_COLS}"""
 """Claim the best ready task the agent can do: one statement, one winner."""
 

@@ -272,9 +272,11 @@ class BeadsAdapter:
 
     async def get_ready_tasks(self, limit: int | None = None) -> list[Task]:
         """Ready tasks in claim order: priority (critical first), then age, then id."""
-        params = {"now": ms(utcnow()), "limit": check_limit(limit)}
+        bound = check_limit(limit)
+        statement = _sql.READY_ALL if bound < 0 else _sql.READY_TASKS
+        params = {"now": ms(utcnow()), "limit": bound}
         async with self._db.read() as conn:
-            return [row_to_task(row) for row in await execute(conn, _sql.READY_TASKS, params)]
+            return [row_to_task(row) for row in await execute(conn, statement, params)]
 
     async def get_tasks_by_status(self, status: TaskStatus) -> list[Task]:
         """Tasks in one status, in creation order."""
