@@ -68,6 +68,7 @@ async def test_bad_calls_name_the_field_and_write_nothing(tmp_path: Path) -> Non
             ("ttl_ms", lambda: a.acquire_lease("src/x.py", 0)),
             ("ttl_ms", lambda: a.acquire_lease("src/x.py", 1.5)),  # type: ignore[arg-type]
             ("ttl_ms", lambda: a.renew_lease("src/x.py", -1)),
+            ("ttl_ms", lambda: a.acquire_lease("src/x.py", 10**30)),
             ("exclusive", lambda: a.acquire_lease("src/x.py", 100, exclusive="no")),  # type: ignore[arg-type]
             ("path", lambda: a.acquire_lease("../../x", 100)),
             ("path", lambda: a.acquire_lease("src/../../x", 100)),

@@ -14,11 +14,12 @@ from jetpack.mcp_mail.__about__ import __version__
 from jetpack.mcp_mail._delivery import DeadLetter
 from jetpack.mcp_mail._options import DEFAULT_RETENTION_MS, Options
 from jetpack.mcp_mail._schema import SCHEMA_VERSION
-from jetpack.mcp_mail._store import DB_FILENAME, MCPMailAdapter
+from jetpack.mcp_mail._store import DB_FILENAME, MAX_LEASE_TTL_MS, MCPMailAdapter
 
 __all__ = [
     "DB_FILENAME",
     "DEFAULT_RETENTION_MS",
+    "MAX_LEASE_TTL_MS",
     "SCHEMA_VERSION",
     "DeadLetter",
     "MCPMailAdapter",

@@ -37,12 +37,14 @@ from jetpack.shared.config import JetpackConfig
 from jetpack.shared.errors import LeaseHeldError, UnavailableError, ValidationError
 from jetpack.shared.rules import new_message_id, normalize_lease_path, paths_overlap
 
-__all__ = ["DB_FILENAME", "MCPMailAdapter"]
+__all__ = ["DB_FILENAME", "MAX_LEASE_TTL_MS", "MCPMailAdapter"]
 
 logger = logging.getLogger("jetpack.mcp_mail")
 
 DB_FILENAME = "mail.db"
 """The store's file name inside ``mail_dir``."""
+MAX_LEASE_TTL_MS = 365 * 24 * 60 * 60 * 1000
+"""Longest lease TTL accepted (a year); renew instead of asking for more."""
 
 
 def _message_type(value: MessageType | str, field: str = "type") -> MessageType:
@@ -508,7 +510,7 @@ class MCPMailAdapter:
                 sql.upsert_presence(conn, self._agent_id, reported, extra, to_ms(utcnow()))
 
         await self._db.call(work)
-        await self.publish(MessageType.HEARTBEAT, {"status": reported.value, **extra})
+        await self.publish(MessageType.HEARTBEAT, {**extra, "status": reported.value})
 
     async def list_agents(self, *, include_offline: bool = False) -> list[AgentPresence]:
         """Agents seen recently; silent longer than the presence window → offline."""
@@ -529,6 +531,8 @@ def _presence_probe(agent_id: str) -> dict[str, Any]:
 def _check_ttl(ttl_ms: int, field: str = "ttl_ms") -> int:
     if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
         raise ValidationError(field, "must be a positive integer of milliseconds")
+    if ttl_ms > MAX_LEASE_TTL_MS:
+        raise ValidationError(field, f"must be at most {MAX_LEASE_TTL_MS} (one year)")
     return ttl_ms
 
 
