@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp.client.stdio import stdio_client
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from jetpack.shared.registry import discover_backends
-from mcp import Client, StdioServerParameters
 
 _STAND_IN = """
 from jetpack.shared.testing import InMemoryMemoryStore

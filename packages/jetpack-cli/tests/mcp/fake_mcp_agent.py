@@ -23,9 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mcp.client.stdio import stdio_client
-
-from mcp import Client, StdioServerParameters
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 
 def load_mcp_config(value: str) -> dict[str, Any]:

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mcp.client.client import Client
+
 from jetpack.shared import TaskStatus
 from jetpack.shared.config import load_config
 from jetpack.shared.registry import create_store
-from mcp import Client
 
 TOOL_NAMES = ["tasks", "task_new", "task", "mail", "lease", "memory"]
 
@@ -38,8 +39,9 @@ async def test_lists_six_small_tools(connect: Any) -> None:
             assert tool.description and len(tool.description) <= 200
             assert tool.input_schema["type"] == "object"
             assert tool.input_schema["additionalProperties"] is False
-        size = len(listed.model_dump_json(by_alias=True, exclude_none=True))
-        assert size < 5_000, size
+        listing = listed.model_dump_json(by_alias=True, exclude_none=True)
+        assert len(listing) < 3_600, len(listing)  # Agent Mail's lists cost 10-50k tokens
+        assert "maxLength" not in listing  # size limits are enforced, not advertised
         assert "lease reserve" in (client.instructions or "")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pydantic
 import pytest
+from mcp.client.client import Client
 
 import jetpack.cli.mcp as pkg
 from jetpack.cli.mcp import TOOLS, build_server, check_args, error_text
@@ -31,7 +32,6 @@ from jetpack.shared.testing import (
     InMemoryTaskStore,
     eventually,
 )
-from mcp import Client
 
 
 def test_all_is_sorted_and_importable() -> None:

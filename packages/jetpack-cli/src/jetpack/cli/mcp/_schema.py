@@ -1,7 +1,8 @@
 """Tool specs, their hand-written JSON schemas, and a checker for the arguments.
 
-The schemas are the single source of truth: what ``tools/list`` advertises is
-what :func:`check_args` enforces, so a model that ignores the schema gets a
+The schemas are the single source of truth: what ``tools/list`` advertises
+(:func:`advertised`: the schema without its size limits) is what
+:func:`check_args` enforces, so a model that ignores the schema gets a
 tool error naming the field (``ValidationError``), never a half-done write.
 Only the small JSON Schema subset the tools use is supported: ``type``
 (object, string, integer, number, boolean, array), ``enum``, ``required``,
@@ -20,7 +21,7 @@ from jetpack.shared.errors import ValidationError
 if TYPE_CHECKING:
     from jetpack.cli.mcp._context import ToolContext
 
-__all__ = ["ToolHandler", "ToolSpec", "check_args", "obj"]
+__all__ = ["SAFETY_KEYWORDS", "ToolHandler", "ToolSpec", "advertised", "check_args", "obj"]
 
 ToolHandler = Callable[["ToolContext", dict[str, Any]], Awaitable[Any]]
 """``(context, checked arguments) -> JSON-able result`` (a string is sent as is)."""
@@ -34,6 +35,29 @@ class ToolSpec:
     description: str
     schema: dict[str, Any]
     handler: ToolHandler
+
+
+SAFETY_KEYWORDS = frozenset({"minLength", "maxLength", "maxItems", "minItems"})
+"""Size limits enforced by :func:`check_args` but left out of ``tools/list``.
+
+They guard the stores against runaway input; they tell a model nothing it
+needs to choose a call, and spelled out on every string they cost ~25% of
+the listing.
+"""
+
+
+def advertised(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` as listed to clients: the same, minus :data:`SAFETY_KEYWORDS`."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in SAFETY_KEYWORDS:
+            continue
+        if key == "properties":
+            value = {name: advertised(prop) for name, prop in value.items()}
+        elif key == "items":
+            value = advertised(value)
+        out[key] = value
+    return out
 
 
 def obj(required: list[str] | None = None, **properties: dict[str, Any]) -> dict[str, Any]:

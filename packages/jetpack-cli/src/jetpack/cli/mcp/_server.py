@@ -1,7 +1,7 @@
 """The MCP server: six tools over the project's task store, mail bus and memory store.
 
 Built on the official SDK's low-level ``Server`` with hand-written schemas (no
-generated ones), so the whole ``tools/list`` answer stays near 3 KB. Every
+generated ones), so the whole ``tools/list`` answer stays under 3.5 KB. Every
 failure of a tool (bad argument, lost claim, held lease, store error) comes
 back as a tool result with ``isError: true`` and the store's own message; the
 server itself keeps serving.
@@ -17,13 +17,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import mcp.types as types
 import pydantic
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 
 from jetpack.cli.__about__ import __version__
 from jetpack.cli.mcp._context import ToolContext
-from jetpack.cli.mcp._schema import ToolSpec, check_args
+from jetpack.cli.mcp._schema import ToolSpec, advertised, check_args
 from jetpack.cli.mcp._tools_mail import MAIL_TOOLS
 from jetpack.cli.mcp._tools_memory import MEMORY_TOOLS
 from jetpack.cli.mcp._tools_tasks import TASK_TOOLS
@@ -37,7 +38,6 @@ from jetpack.shared.errors import (
     ValidationError,
 )
 from jetpack.shared.registry import Adapters, create_adapters
-from mcp import types
 
 __all__ = [
     "AGENT_ID_ENV",
@@ -102,7 +102,9 @@ def _text(result: Any) -> str:
 
 def _tool_list() -> list[types.Tool]:
     return [
-        types.Tool(name=spec.name, description=spec.description, input_schema=spec.schema)
+        types.Tool(
+            name=spec.name, description=spec.description, input_schema=advertised(spec.schema)
+        )
         for spec in TOOLS
     ]
 
