@@ -3,11 +3,11 @@
 - WAL journal, ``synchronous=NORMAL`` (a killed process loses nothing that
   committed; only a power cut may drop the last transactions), and a busy
   timeout so concurrent writers wait for each other instead of failing.
-- pysqlite's own transaction handling is switched off (``isolation_level =
-  None``) and the engine's ``begin`` event emits ``BEGIN`` itself: plain
-  ``BEGIN`` for reads, ``BEGIN IMMEDIATE`` for writes, so a write that reads
-  first holds the write lock from its first statement and never fails halfway
-  with a stale snapshot.
+- The engine's ``begin`` event emits ``BEGIN`` itself: plain ``BEGIN`` for
+  reads, ``BEGIN IMMEDIATE`` for writes, so a write that reads first holds the
+  write lock from its first statement and never fails halfway with a stale
+  snapshot. pysqlite's implicit BEGIN is set to IMMEDIATE and only used by
+  writes whose first statement is the write (a claim).
 - Writers of one process queue on an ``asyncio.Lock`` and share one
   connection before asking SQLite for the write lock: SQLite's busy handler
   sleeps in steps of milliseconds, so letting coroutines of the same process
@@ -105,7 +105,10 @@ class Database:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-            dbapi_conn.isolation_level = None  # we send BEGIN ourselves
+            # pysqlite's implicit BEGIN (before the first INSERT/UPDATE/DELETE) is
+            # IMMEDIATE; every transaction sends its own BEGIN first, except a
+            # write that starts with its UPDATE (see Database.write(implicit=True)).
+            dbapi_conn.isolation_level = "IMMEDIATE"
             cursor = dbapi_conn.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
             cursor.execute("PRAGMA synchronous = NORMAL")
@@ -114,7 +117,8 @@ class Database:
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Connection) -> None:
             mode = conn.get_execution_options().get(_BEGIN_OPTION, "")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+            if mode != "IMPLICIT":
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
         self._engine = engine
         with translate_errors(self.path):
@@ -145,14 +149,19 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, implicit: bool = False) -> AsyncIterator[AsyncConnection]:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error.
 
         Writes go through one long-lived connection (they are serialised by the
         lock anyway), which saves a pool checkout and reset per write.
+        ``implicit=True`` is for a transaction whose first statement writes:
+        pysqlite then sends ``BEGIN IMMEDIATE`` itself right before it, in the
+        same call, which saves a round trip to the driver thread.
         """
         _, writer, lock = self._require()
         async with lock:
             with translate_errors(self.path):
+                mode = "IMPLICIT" if implicit else "IMMEDIATE"
+                await writer.execution_options(**{_BEGIN_OPTION: mode})
                 async with writer.begin():
                     yield writer

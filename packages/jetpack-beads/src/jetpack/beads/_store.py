@@ -326,10 +326,13 @@ class BeadsAdapter:
     ) -> Task | None:
         """Claim one ready task; None if it is not ready or someone else won."""
         ttl = self._claim_ttl(agent_id, ttl_ms)
-        async with self._db.write() as conn:
+        due = self._sweep_due()
+        async with self._db.write(implicit=not due) as conn:
             now = utcnow()
             params = self._claim_params(agent_id, ttl, now)
-            swept = await self._sweep(conn, now)
+            # Without a sweep, the claim UPDATE is the first statement, and
+            # pysqlite sends BEGIN IMMEDIATE right before it.
+            swept = due and await self._sweep(conn, now)
             row = (await execute(conn, _sql.CLAIM_ONE, {**params, "id": task_id})).first()
             if row is None and not swept and await self._recover(conn, now):
                 row = (await execute(conn, _sql.CLAIM_ONE, {**params, "id": task_id})).first()
@@ -349,11 +352,14 @@ class BeadsAdapter:
         """Atomically claim the best ready task whose required skills ``skills`` covers."""
         ttl = self._claim_ttl(agent_id, ttl_ms)
         wanted = check_skills(skills)
-        async with self._db.write() as conn:
+        due = self._sweep_due()
+        async with self._db.write(implicit=not due) as conn:
             now = utcnow()
             params = self._claim_params(agent_id, ttl, now)
             params["skills"] = None if wanted is None else dump_json(wanted)
-            swept = await self._sweep(conn, now)
+            # Without a sweep, the claim UPDATE is the first statement, and
+            # pysqlite sends BEGIN IMMEDIATE right before it.
+            swept = due and await self._sweep(conn, now)
             row = (await execute(conn, _sql.CLAIM_NEXT, params)).first()
             if row is None and not swept and await self._recover(conn, now):
                 row = (await execute(conn, _sql.CLAIM_NEXT, params)).first()
@@ -499,6 +505,9 @@ class BeadsAdapter:
             if blocked:
                 logger.info("task %s failed; blocked %d dependants", task.id, len(blocked))
         return stored
+
+    def _sweep_due(self) -> bool:
+        return (ms(utcnow()) or 0) >= self._next_sweep_ms
 
     async def _sweep(self, conn: AsyncConnection, now: datetime) -> bool:
         """Recover lapsed claims if the last sweep of this adapter is older than the interval.
