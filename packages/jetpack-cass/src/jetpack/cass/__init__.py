@@ -1,5 +1,19 @@
-"""Local memory store for Jetpack: SQLite FTS5 + vector search fused by RRF."""
+"""Local memory store for Jetpack: SQLite FTS5 + vector search fused by RRF.
+
+::
+
+    from jetpack.cass import CASSAdapter
+
+    async with CASSAdapter(".cass/memories.db") as memory:
+        await memory.store({"type": "agent_learning", "content": "Use WAL for SQLite"})
+        hits = await memory.hybrid_search("sqlite journal mode")
+
+Embedders live in :mod:`jetpack.cass.embedders`.
+"""
 
 from jetpack.cass.__about__ import __version__
+from jetpack.cass._maintenance import CALLER_MODEL
+from jetpack.cass._schema import SCHEMA_VERSION
+from jetpack.cass._store import CASSAdapter
 
-__all__ = ["__version__"]
+__all__ = ["CALLER_MODEL", "SCHEMA_VERSION", "CASSAdapter", "__version__"]

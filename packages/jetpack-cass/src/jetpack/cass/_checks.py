@@ -1,0 +1,42 @@
+"""Argument checks shared by the store's methods: each names its field."""
+
+from __future__ import annotations
+
+from jetpack.shared import MemoryType
+from jetpack.shared.errors import ValidationError
+
+__all__ = ["MAX_LIMIT", "check_limit", "check_query", "check_unit", "parse_type"]
+
+MAX_LIMIT = 10_000
+"""Largest ``limit`` (and ``batch_size``) accepted."""
+
+
+def check_limit(limit: object, field: str = "limit") -> int:
+    """An int from 1 to :data:`MAX_LIMIT`, or ValidationError(field)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError(field, f"must be an integer from 1 to {MAX_LIMIT}")
+    return limit
+
+
+def check_unit(value: object, field: str) -> float:
+    """A number in 0..1, or ValidationError(field)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(field, "must be a number between 0 and 1")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValidationError(field, "must be between 0 and 1")
+    return float(value)
+
+
+def check_query(query: object) -> str:
+    """A str, or ValidationError('query')."""
+    if not isinstance(query, str):
+        raise ValidationError("query", "must be a string")
+    return query
+
+
+def parse_type(value: object, field: str = "type") -> MemoryType:
+    """A MemoryType, or ValidationError(field)."""
+    try:
+        return MemoryType(str(value)) if not isinstance(value, MemoryType) else value
+    except ValueError:
+        raise ValidationError(field, f"unknown memory type {value!r}") from None

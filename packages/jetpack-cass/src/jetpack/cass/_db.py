@@ -1,0 +1,156 @@
+"""The SQLite file behind the store: engine, pragmas, transactions, error mapping.
+
+- WAL journal, ``synchronous=NORMAL`` and a busy timeout, so the CLI, each
+  agent's MCP server and a second CLI can share one file.
+- pysqlite's own transaction handling is off; the engine's ``begin`` event
+  sends ``BEGIN`` for reads and ``BEGIN IMMEDIATE`` for writes, so a write that
+  reads first (id checks, counts) holds the write lock from its first statement.
+- Writers of one process queue on an ``asyncio.Lock`` and share one
+  connection; other processes are kept out by SQLite's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from jetpack.cass._schema import ensure_schema
+from jetpack.shared.errors import ConflictError, JetpackError, UnavailableError
+
+__all__ = ["Database", "translate_errors"]
+
+logger = logging.getLogger(__name__)
+
+_BEGIN_OPTION = "jetpack_begin"
+
+
+@contextmanager
+def translate_errors(path: Path) -> Iterator[None]:
+    """Turn sqlite3 / SQLAlchemy errors into Jetpack errors, chained with ``from``.
+
+    A locked or busy file is :class:`UnavailableError` (a retry can help); a
+    constraint failure is :class:`ConflictError`; anything else a plain
+    :class:`JetpackError`.
+    """
+    try:
+        yield
+    except JetpackError:
+        raise
+    except exc.IntegrityError as error:
+        raise ConflictError(f"constraint failed in {path}: {error.orig}") from error
+    except exc.OperationalError as error:
+        raise UnavailableError(f"memory database {path} unavailable: {error.orig}") from error
+    except exc.SQLAlchemyError as error:
+        raise JetpackError(f"memory database {path} failed: {error}") from error
+    except sqlite3.OperationalError as error:
+        raise UnavailableError(f"memory database {path} unavailable: {error}") from error
+    except sqlite3.Error as error:
+        raise JetpackError(f"memory database {path} failed: {error}") from error
+
+
+def _prepare_file(path: Path, busy_timeout_ms: int) -> int:
+    """Create the folder, switch the file to WAL and create/upgrade the schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            logger.warning("could not switch %s to WAL (journal_mode=%s)", path, mode)
+        return ensure_schema(conn)
+    finally:
+        conn.close()
+
+
+class Database:
+    """One SQLite file opened through SQLAlchemy's async engine and aiosqlite."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, pool_size: int = 4) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.pool_size = pool_size
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncConnection | None = None
+        self._write_lock: asyncio.Lock | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True between :meth:`open` and :meth:`close`."""
+        return self._engine is not None
+
+    async def open(self) -> None:
+        """Prepare the file (WAL, schema) and start the engine."""
+        with translate_errors(self.path):
+            await asyncio.to_thread(_prepare_file, self.path, self.busy_timeout_ms)
+        engine = create_async_engine(
+            f"sqlite+aiosqlite:///{self.path}",
+            connect_args={"timeout": self.busy_timeout_ms / 1000},
+            pool_size=self.pool_size,
+            max_overflow=0,
+        )
+        busy_ms = self.busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+            dbapi_conn.isolation_level = None  # we send BEGIN ourselves
+            cursor = dbapi_conn.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get(_BEGIN_OPTION, "")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+        self._engine = engine
+        try:
+            with translate_errors(self.path):
+                writer = await engine.connect()
+        except BaseException:
+            await engine.dispose()
+            self._engine = None
+            raise
+        self._writer = await writer.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self._write_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        """Dispose of the engine and its connections."""
+        engine, writer = self._engine, self._writer
+        self._engine, self._writer = None, None
+        if writer is not None:
+            await writer.close()
+        if engine is not None:
+            await engine.dispose()
+
+    def _require(self) -> tuple[AsyncEngine, AsyncConnection, asyncio.Lock]:
+        if self._engine is None or self._writer is None or self._write_lock is None:
+            raise JetpackError("the memory store is not open; use 'async with CASSAdapter(...)'")
+        return self._engine, self._writer, self._write_lock
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a deferred (snapshot) transaction, rolled back at the end."""
+        engine, _, _ = self._require()
+        with translate_errors(self.path):
+            async with engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
+        _, writer, lock = self._require()
+        async with lock:
+            with translate_errors(self.path):
+                async with writer.begin():
+                    yield writer
