@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -15,16 +14,21 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from jetpack.mcp_mail import _sql as sql
+from jetpack.mcp_mail._checks import (
+    check_agent_id,
+    check_info,
+    check_limit,
+    message_type,
+    subscription_key,
+)
 from jetpack.mcp_mail._db import Database
 from jetpack.mcp_mail._delivery import DeadLetter, Dispatcher
+from jetpack.mcp_mail._leases import LeaseOps
 from jetpack.mcp_mail._options import Options
 from jetpack.mcp_mail._wake import Notifier, WakeListener
 from jetpack.shared import (
-    MAX_METADATA_BYTES,
     AgentPresence,
     AgentStatus,
-    Lease,
-    LeaseStatus,
     Message,
     MessageHandler,
     MessageType,
@@ -34,31 +38,18 @@ from jetpack.shared import (
     utcnow,
 )
 from jetpack.shared.config import JetpackConfig
-from jetpack.shared.errors import LeaseHeldError, UnavailableError, ValidationError
-from jetpack.shared.rules import new_message_id, normalize_lease_path, paths_overlap
+from jetpack.shared.errors import UnavailableError, ValidationError
+from jetpack.shared.rules import new_message_id
 
-__all__ = ["DB_FILENAME", "MAX_LEASE_TTL_MS", "MCPMailAdapter"]
+__all__ = ["DB_FILENAME", "MCPMailAdapter"]
 
 logger = logging.getLogger("jetpack.mcp_mail")
 
 DB_FILENAME = "mail.db"
 """The store's file name inside ``mail_dir``."""
-MAX_LEASE_TTL_MS = 365 * 24 * 60 * 60 * 1000
-"""Longest lease TTL accepted (a year); renew instead of asking for more."""
 
 
-def _message_type(value: MessageType | str, field: str = "type") -> MessageType:
-    try:
-        return MessageType(value)
-    except ValueError:
-        raise ValidationError(field, f"unknown message type {value!r}") from None
-
-
-def _subscription_key(value: MessageType | str) -> str:
-    return "*" if value == "*" else _message_type(value).value
-
-
-class MCPMailAdapter:
+class MCPMailAdapter(LeaseOps):
     """The local mail bus and file leases of one agent, safe across processes.
 
     ``mail_dir`` holds ``mail.db`` (SQLite, WAL) and ``mail.db.lock``. Options
@@ -72,9 +63,7 @@ class MCPMailAdapter:
     def __init__(
         self, agent_id: str, mail_dir: str | os.PathLike[str] = ".mail", **options: Any
     ) -> None:
-        if not isinstance(agent_id, str) or not agent_id.strip():
-            raise ValidationError("agent_id", "must be a non-empty string")
-        self._agent_id = parse(AgentPresence, _presence_probe(agent_id)).agent_id
+        self._agent_id = check_agent_id(agent_id)
         if not isinstance(mail_dir, str | os.PathLike) or not os.fspath(mail_dir):
             raise ValidationError("mail_dir", "must be a non-empty path")
         self._mail_dir = Path(mail_dir)
@@ -289,7 +278,7 @@ class MCPMailAdapter:
     async def list_dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """Messages whose handler on this agent failed every attempt, oldest first."""
         self._require_open()
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         rows = await self._db.call(sql.list_dead_letters, self._agent_id, limit)
         return [
             DeadLetter(
@@ -313,7 +302,7 @@ class MCPMailAdapter:
         correlation_id: str | None,
         ack_required: bool,
     ) -> Message:
-        kind = _message_type(type)
+        kind = message_type(type)
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload", "must be a JSON object")
         if not isinstance(ack_required, bool):
@@ -367,11 +356,11 @@ class MCPMailAdapter:
         """Call ``handler`` for each message of ``type`` (``"*"``: all) from now on."""
         if not callable(handler):
             raise ValidationError("handler", "must be callable")
-        self._dispatcher.add(_subscription_key(type), handler)
+        self._dispatcher.add(subscription_key(type), handler)
 
     def unsubscribe(self, type: MessageType | Literal["*"] | str, handler: MessageHandler) -> None:
         """Stop calling ``handler`` for ``type``."""
-        self._dispatcher.remove(_subscription_key(type), handler)
+        self._dispatcher.remove(subscription_key(type), handler)
 
     async def send_to(
         self,
@@ -383,9 +372,7 @@ class MCPMailAdapter:
         ack_required: bool = True,
     ) -> Message:
         """Send a direct message, kept until ``agent_id`` acknowledges it (even if offline)."""
-        if not isinstance(agent_id, str) or not agent_id.strip():
-            raise ValidationError("agent_id", "must be a non-empty string")
-        parse(AgentPresence, _presence_probe(agent_id))
+        check_agent_id(agent_id)
         return await self._send(type, payload, agent_id, correlation_id, ack_required)
 
     async def acknowledge(self, message_id: str) -> bool:
@@ -402,95 +389,9 @@ class MCPMailAdapter:
 
     async def fetch_inbox(self, *, limit: int = 100, include_acked: bool = False) -> list[Message]:
         """Direct messages to this agent, oldest first (unacknowledged only by default)."""
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         self._require_open()
         return await self._db.call(sql.inbox, self._agent_id, limit, bool(include_acked))
-
-    # -- leases ---------------------------------------------------------------------
-
-    async def grant_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> Lease:
-        """Like :meth:`acquire_lease`, but return the grant (with its fencing token).
-
-        Raises LeaseHeldError naming the holder when an overlapping lease conflicts.
-        """
-        norm = normalize_lease_path(path)
-        ttl = _check_ttl(ttl_ms)
-        if not isinstance(exclusive, bool):
-            raise ValidationError("exclusive", "must be a boolean")
-        self._require_open()
-
-        def work(conn: sqlite3.Connection) -> tuple[Lease | None, Lease | None]:
-            with self._db.transaction(conn):
-                return sql.acquire_lease(
-                    conn, self._agent_id, norm, exclusive, to_ms(utcnow()), ttl
-                )
-
-        lease, conflict = await self._db.call(work)
-        if lease is None:
-            assert conflict is not None
-            raise LeaseHeldError(
-                norm, conflict.agent_id, conflict.expires_at, pattern=conflict.path
-            )
-        return lease
-
-    async def acquire_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> bool:
-        """Lease a path or glob; False if an overlapping lease of another agent conflicts.
-
-        Exclusive conflicts with anything; shared only with exclusive. Re-acquiring
-        one's own lease renews it with a new fencing token.
-        """
-        try:
-            await self.grant_lease(path, ttl_ms, exclusive)
-        except LeaseHeldError as exc:
-            logger.debug("mail bus %s: %s", self._agent_id, exc)
-            return False
-        return True
-
-    async def renew_lease(self, path: str, ttl_ms: int) -> bool:
-        """Extend this agent's live lease on exactly ``path``; False if it holds none."""
-        norm = normalize_lease_path(path)
-        ttl = _check_ttl(ttl_ms)
-        self._require_open()
-
-        def work(conn: sqlite3.Connection) -> bool:
-            with self._db.transaction(conn):
-                return sql.renew_lease(conn, self._agent_id, norm, to_ms(utcnow()), ttl)
-
-        return await self._db.call(work)
-
-    async def release_lease(self, path: str) -> bool:
-        """Release this agent's lease on exactly ``path``; False if it holds none."""
-        norm = normalize_lease_path(path)
-        self._require_open()
-
-        def work(conn: sqlite3.Connection) -> bool:
-            with self._db.transaction(conn):
-                return sql.release_lease(conn, self._agent_id, norm, to_ms(utcnow()))
-
-        return await self._db.call(work)
-
-    async def is_leased(self, path: str) -> LeaseStatus:
-        """Whether any live lease (of anyone) overlaps ``path``: exclusive ones first."""
-        norm = normalize_lease_path(path)
-        leases = await self.list_leases()
-        matches = [lease for lease in leases if paths_overlap(lease.path, norm)]
-        if not matches:
-            return LeaseStatus(path=norm, is_leased=False)
-        best = min(matches, key=lambda lease: (not lease.exclusive, lease.fencing_token))
-        return LeaseStatus(
-            path=norm,
-            is_leased=True,
-            agent_id=best.agent_id,
-            expires_at=best.expires_at,
-            exclusive=best.exclusive,
-            fencing_token=best.fencing_token,
-            pattern=best.path,
-        )
-
-    async def list_leases(self) -> list[Lease]:
-        """All live leases, of every agent, in grant order."""
-        self._require_open()
-        return await self._db.call(sql.live_leases, to_ms(utcnow()))
 
     # -- presence -------------------------------------------------------------------
 
@@ -502,7 +403,7 @@ class MCPMailAdapter:
             reported = AgentStatus(status)
         except ValueError:
             raise ValidationError("status", f"unknown agent status {status!r}") from None
-        extra = _check_info(info)
+        extra = check_info(info)
         self._require_open()
 
         def work(conn: sqlite3.Connection) -> None:
@@ -521,37 +422,3 @@ class MCPMailAdapter:
             self._options.presence_window_ms,
             bool(include_offline),
         )
-
-
-def _presence_probe(agent_id: str) -> dict[str, Any]:
-    """A minimal AgentPresence, validated only to check ``agent_id`` against the id rule."""
-    return {"agent_id": agent_id, "status": "idle", "last_seen": utcnow(), "online": True}
-
-
-def _check_ttl(ttl_ms: int, field: str = "ttl_ms") -> int:
-    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
-        raise ValidationError(field, "must be a positive integer of milliseconds")
-    if ttl_ms > MAX_LEASE_TTL_MS:
-        raise ValidationError(field, f"must be at most {MAX_LEASE_TTL_MS} (one year)")
-    return ttl_ms
-
-
-def _check_limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
-        raise ValidationError("limit", "must be an integer from 1 to 10000")
-    return limit
-
-
-def _check_info(info: Mapping[str, Any] | None) -> dict[str, Any]:
-    if info is None:
-        return {}
-    if not isinstance(info, Mapping):
-        raise ValidationError("info", "must be a JSON object")
-    data = dict(info)
-    try:
-        size = len(json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("info", f"must be JSON-serialisable ({exc})") from exc
-    if size > MAX_METADATA_BYTES:
-        raise ValidationError("info", f"is larger than {MAX_METADATA_BYTES} bytes as JSON")
-    return data

@@ -1,0 +1,79 @@
+"""Input checks shared by the bus's methods: each raises ValidationError naming the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from jetpack.shared import MAX_METADATA_BYTES, AgentPresence, MessageType, parse, utcnow
+from jetpack.shared.errors import ValidationError
+
+__all__ = [
+    "MAX_LEASE_TTL_MS",
+    "check_agent_id",
+    "check_info",
+    "check_limit",
+    "check_ttl",
+    "message_type",
+    "subscription_key",
+]
+
+MAX_LEASE_TTL_MS = 365 * 24 * 60 * 60 * 1000
+"""Longest lease TTL accepted (a year); renew instead of asking for more."""
+
+
+def message_type(value: MessageType | str, field: str = "type") -> MessageType:
+    """One of the 19 message types, or ValidationError."""
+    try:
+        return MessageType(value)
+    except ValueError:
+        raise ValidationError(field, f"unknown message type {value!r}") from None
+
+
+def subscription_key(value: MessageType | str) -> str:
+    """A message type value, or ``"*"``."""
+    return "*" if value == "*" else message_type(value).value
+
+
+def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
+    """A non-empty id that follows the shared id rule (checked through AgentPresence)."""
+    if not isinstance(agent_id, str) or not agent_id.strip():
+        raise ValidationError(field, "must be a non-empty string")
+    probe = {"agent_id": agent_id, "status": "idle", "last_seen": utcnow(), "online": True}
+    try:
+        return parse(AgentPresence, probe).agent_id
+    except ValidationError as exc:
+        raise ValidationError(field, exc.reason) from exc
+
+
+def check_ttl(ttl_ms: int, field: str = "ttl_ms") -> int:
+    """A positive integer of milliseconds, at most a year."""
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
+        raise ValidationError(field, "must be a positive integer of milliseconds")
+    if ttl_ms > MAX_LEASE_TTL_MS:
+        raise ValidationError(field, f"must be at most {MAX_LEASE_TTL_MS} (one year)")
+    return ttl_ms
+
+
+def check_limit(limit: int) -> int:
+    """A page size from 1 to 10 000."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise ValidationError("limit", "must be an integer from 1 to 10000")
+    return limit
+
+
+def check_info(info: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Heartbeat extras: a JSON object of at most MAX_METADATA_BYTES."""
+    if info is None:
+        return {}
+    if not isinstance(info, Mapping):
+        raise ValidationError("info", "must be a JSON object")
+    data = dict(info)
+    try:
+        size = len(json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("info", f"must be JSON-serialisable ({exc})") from exc
+    if size > MAX_METADATA_BYTES:
+        raise ValidationError("info", f"is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    return data
