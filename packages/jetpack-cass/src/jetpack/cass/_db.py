@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from jetpack.cass._schema import ensure_schema
+from jetpack.cass._schema import ensure_schema, ensure_trigram, has_trigram
 from jetpack.shared.errors import ConflictError, JetpackError, UnavailableError
 
 __all__ = ["Database", "translate_errors"]
@@ -58,15 +58,18 @@ def translate_errors(path: Path) -> Iterator[None]:
         raise JetpackError(f"memory database {path} failed: {error}") from error
 
 
-def _prepare_file(path: Path, busy_timeout_ms: int) -> int:
-    """Create the folder, switch the file to WAL and create/upgrade the schema."""
+def _prepare_file(path: Path, busy_timeout_ms: int, trigram: bool) -> bool:
+    """Create the folder, switch to WAL, create/upgrade the schema; True if trigram exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
     try:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             logger.warning("could not switch %s to WAL (journal_mode=%s)", path, mode)
-        return ensure_schema(conn)
+        ensure_schema(conn)
+        if trigram:
+            ensure_trigram(conn)
+        return has_trigram(conn)
     finally:
         conn.close()
 
@@ -74,8 +77,17 @@ def _prepare_file(path: Path, busy_timeout_ms: int) -> int:
 class Database:
     """One SQLite file opened through SQLAlchemy's async engine and aiosqlite."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 10_000,
+        pool_size: int = 4,
+        trigram: bool = False,
+    ) -> None:
         self.path = path
+        self.trigram = trigram
+        self.has_trigram = False
         self.busy_timeout_ms = busy_timeout_ms
         self.pool_size = pool_size
         self._engine: AsyncEngine | None = None
@@ -90,7 +102,9 @@ class Database:
     async def open(self) -> None:
         """Prepare the file (WAL, schema) and start the engine."""
         with translate_errors(self.path):
-            await asyncio.to_thread(_prepare_file, self.path, self.busy_timeout_ms)
+            self.has_trigram = await asyncio.to_thread(
+                _prepare_file, self.path, self.busy_timeout_ms, self.trigram
+            )
         engine = create_async_engine(
             f"sqlite+aiosqlite:///{self.path}",
             connect_args={"timeout": self.busy_timeout_ms / 1000},

@@ -166,5 +166,9 @@ class MaintenanceMixin:
                 (seq, embedder.name, v) for seq, v in zip(seqs, vectors, strict=True) if seq in live
             ]
             if rows:
+                stale = tuple(seq for seq, _, _ in rows)
+                await conn.exec_driver_sql(
+                    f"DELETE FROM memory_vectors WHERE seq IN ({_marks(stale)})", stale
+                )
                 await write_vectors(conn, rows)
         return len(todo)

@@ -7,14 +7,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jetpack.cass._checks import check_limit, check_query
-from jetpack.cass._db import Database
+from jetpack.cass._db import Database, translate_errors
+from jetpack.cass._index import VectorIndex
 from jetpack.cass._query import trigram_query, word_query
 from jetpack.cass._sql import fetch_all, fetch_by_seq, read_meta
-from jetpack.cass._vectors import FloatMatrix, VectorMatrix, check_vector
 from jetpack.shared import MemoryEntry
 from jetpack.shared._protocols import Embedder
 from jetpack.shared.rules import rrf_fuse
@@ -22,8 +21,6 @@ from jetpack.shared.rules import rrf_fuse
 __all__ = ["SearchMixin"]
 
 logger = logging.getLogger(__name__)
-
-_THREAD_WORK = 2_000_000  # matrix cells above which the product runs in a worker thread
 
 
 def _candidates(limit: int) -> int:
@@ -38,14 +35,13 @@ class SearchMixin:
     _embedder: Embedder | None
     db_path: Path
 
-    def __init__(self) -> None:
-        self._matrix: VectorMatrix | None = None
-        self._matrix_lock = asyncio.Lock()
-        self.matrix_loads = 0
-        """How many times the vector matrix was read in full (for tests and benchmarks)."""
+    def __init__(self, index: VectorIndex) -> None:
+        self._index = index
 
-    def _drop_matrix(self) -> None:
-        self._matrix = None
+    @property
+    def matrix_loads(self) -> int:
+        """How many times every vector was read into the matrix (for tests and benchmarks)."""
+        return self._index.full_loads
 
     # -- text -----------------------------------------------------------------
 
@@ -61,7 +57,7 @@ class SearchMixin:
                 (expr, n),
             )
             ranked = [(int(seq), -float(score)) for seq, score in found]
-        if len(ranked) < n:
+        if len(ranked) < n and self._db.has_trigram:
             tri = trigram_query(query)
             if tri is not None:
                 seen = {seq for seq, _ in ranked}
@@ -84,8 +80,9 @@ class SearchMixin:
 
         Each whitespace token is searched as a quoted phrase of its word parts
         (``bd-q3fy`` → ``"bd q3fy"``), OR-ed, ranked by BM25 (stemmed, Porter).
-        When that finds fewer than ``limit`` entries, substring matches from the
-        trigram index fill the rest (``SessionMan``, ``日本語``). ``score`` is
+        With ``substring_search=True``, when that finds fewer than ``limit``
+        entries, substring matches from the trigram index fill the rest
+        (``SessionMan``, ``日本語``). ``score`` is
         the negated BM25 rank (higher is better).
         """
         check_query(query)
@@ -96,44 +93,9 @@ class SearchMixin:
 
     # -- vectors --------------------------------------------------------------
 
-    async def _refreshed(self, conn: AsyncConnection) -> VectorMatrix | None:
-        """The in-process matrix, brought up to the file's ``vector_epoch``."""
-        meta = await read_meta(conn, ("vector_epoch", "vector_count", "dimensions"))
-        dims = meta.get("dimensions")
-        if dims is None:
-            return None
-        epoch, count = int(meta["vector_epoch"]), int(meta["vector_count"])
-        matrix = self._matrix
-        if matrix is None or matrix.dims != int(dims) or epoch < matrix.epoch:
-            matrix = VectorMatrix(int(dims))
-            self.matrix_loads += 1
-        if epoch == matrix.epoch:
-            return matrix
-        rows = await fetch_all(
-            conn,
-            "SELECT seq, vector FROM memory_vectors WHERE epoch > ? AND dim = ?",
-            (matrix.epoch, matrix.dims),
-        )
-        matrix.upsert([int(r[0]) for r in rows], [bytes(r[1]) for r in rows])
-        if len(matrix) != count:
-            live = await fetch_all(conn, "SELECT seq FROM memory_vectors")
-            matrix.retain(np.fromiter((int(r[0]) for r in live), dtype=np.int64))
-        matrix.epoch = epoch
-        self._matrix = matrix
-        return matrix
-
-    async def _vector_rank(
-        self, conn: AsyncConnection, vector: Sequence[float], n: int
-    ) -> list[tuple[int, float]]:
-        async with self._matrix_lock:
-            matrix = await self._refreshed(conn)
-            dims = matrix.dims if matrix is not None else None
-            query: FloatMatrix = check_vector(vector, dims, "embedding")
-            if matrix is None or not len(matrix):
-                return []
-            if len(matrix) * matrix.dims > _THREAD_WORK:
-                return await asyncio.to_thread(matrix.top_k, query, n)
-            return matrix.top_k(query, n)
+    async def _vector_rank(self, vector: Sequence[float], n: int) -> list[tuple[int, float]]:
+        with translate_errors(self.db_path):
+            return await asyncio.to_thread(self._index.top_k, vector, n)
 
     async def semantic_search(
         self, embedding: Sequence[float], limit: int = 10
@@ -144,8 +106,8 @@ class SearchMixin:
         values are ValidationError('embedding').
         """
         check_limit(limit)
+        ranked = await self._vector_rank(embedding, limit)
         async with self._db.read() as conn:
-            ranked = await self._vector_rank(conn, embedding, limit)
             return await fetch_by_seq(conn, ranked)
 
     async def _embed_query(self, query: str) -> list[float]:
@@ -177,9 +139,9 @@ class SearchMixin:
     async def hybrid_search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
         """BM25 and vector ranks fused by RRF (k = 60); ``score`` is the fused score.
 
-        Each ranking goes ``max(5 × limit, 50)`` deep. Without an embedder, with
-        no vectors stored yet, or if embedding the query fails (logged), it is
-        :meth:`search`.
+        Each ranking goes ``max(5 × limit, 50)`` deep; the two run concurrently.
+        Without an embedder, with no vectors stored yet, or if embedding the
+        query fails (logged), it is :meth:`search`.
         """
         check_query(query)
         check_limit(limit)
@@ -190,10 +152,19 @@ class SearchMixin:
                 vector = await self._embed_query(query)
             except Exception as error:  # fail open to BM25
                 logger.warning("hybrid_search: embedding the query failed (%s); BM25 only", error)
+        if vector is None:
+            async with self._db.read() as conn:
+                text = await self._bm25(conn, query, limit)
+                return await fetch_by_seq(conn, text)
+        text, semantic = await asyncio.gather(
+            self._text_rank(query, depth), self._vector_rank(vector, depth)
+        )
         async with self._db.read() as conn:
-            text = await self._bm25(conn, query, depth)
-            if vector is None or not await self._has_vectors(conn):
+            if not semantic:  # no vectors stored yet
                 return await fetch_by_seq(conn, text[:limit])
-            semantic = await self._vector_rank(conn, vector, depth)
             fused = rrf_fuse([[seq for seq, _ in text], [seq for seq, _ in semantic]])
             return await fetch_by_seq(conn, fused[:limit])
+
+    async def _text_rank(self, query: str, n: int) -> list[tuple[int, float]]:
+        async with self._db.read() as conn:
+            return await self._bm25(conn, query, n)

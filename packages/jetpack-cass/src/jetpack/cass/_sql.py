@@ -18,7 +18,7 @@ __all__ = [
     "ENTRY_COLUMNS",
     "FROM_ENTRIES",
     "INSERT_MEMORY",
-    "UPSERT_VECTOR",
+    "INSERT_VECTOR",
     "fetch_all",
     "fetch_by_seq",
     "read_meta",
@@ -43,11 +43,7 @@ INSERT_MEMORY = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 1)"
 )
 
-UPSERT_VECTOR = (
-    "INSERT INTO memory_vectors (seq, model, dim, vector, epoch) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT(seq) DO UPDATE SET model = excluded.model, dim = excluded.dim, "
-    "vector = excluded.vector, epoch = excluded.epoch"
-)
+INSERT_VECTOR = "INSERT INTO memory_vectors (seq, model, dim, vector, epoch) VALUES (?, ?, ?, ?, ?)"
 
 _IN_CHUNK = 500
 
@@ -125,7 +121,11 @@ async def write_vectors(
     *,
     mark: bool = True,
 ) -> None:
-    """Upsert vectors, all stamped with a new ``vector_epoch``; ``mark`` sets ``has_embedding``."""
+    """Insert vectors for seqs that have none, stamped with a new ``vector_epoch``.
+
+    Keeps ``vector_count``; ``mark`` sets ``has_embedding`` (store sets it in the
+    row insert instead).
+    """
     epoch = int(
         await scalar(
             conn,
@@ -133,7 +133,10 @@ async def write_vectors(
         )
     )
     await conn.exec_driver_sql(
-        UPSERT_VECTOR, [(seq, model, int(v.size), to_blob(v), epoch) for seq, model, v in rows]
+        INSERT_VECTOR, [(seq, model, int(v.size), to_blob(v), epoch) for seq, model, v in rows]
+    )
+    await conn.exec_driver_sql(
+        "UPDATE cass_meta SET value = value + ? WHERE key = 'vector_count'", (len(rows),)
     )
     if mark:
         await conn.exec_driver_sql(

@@ -103,7 +103,7 @@ class VectorMatrix:
             return
         need = self._size + len(fresh)
         if need > self._rows.shape[0]:
-            capacity = max(need, 2 * self._rows.shape[0], 1024)
+            capacity = max(need + need // 4, 2 * self._rows.shape[0], 1024)
             rows = np.zeros((capacity, self.dims), dtype=np.float32)
             rows[: self._size] = self._rows[: self._size]
             ids = np.zeros(capacity, dtype=np.int64)
