@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,49 @@ def test_fake_agent_accepts_inline_json(project: Path, server_env: dict[str, str
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"tool": "tasks", "is_error": False, "text": "[]"}
+
+
+def test_server_exits_cleanly_when_stdin_closes(project: Path, server_env: dict[str, str]) -> None:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    proc = subprocess.run(
+        [*SERVER, "--agent-id", "raw", "--project", str(project)],
+        input=json.dumps(init) + "\n",
+        capture_output=True,
+        text=True,
+        env=server_env,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout.splitlines()[0])
+    assert reply["id"] == 1 and reply["result"]["serverInfo"]["name"] == "jetpack"
+    assert "lease reserve" in reply["result"]["instructions"]
+
+
+def test_server_without_a_backend_fails_fast(project: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETPACK_")}
+    env["JETPACK_TASKS_BACKEND"] = "cloudflare"
+    env["PYTHONPATH"] = ""
+    proc = subprocess.run(
+        [*SERVER, "--project", str(project)],
+        input="",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    # No edge backend installed: "pip install jetpack-cf-beads"; installed but
+    # unconfigured: its own config error. Either way one clear line, exit 2.
+    assert proc.returncode == 2, proc.stderr
+    assert "ERROR jetpack.cli.mcp:" in proc.stderr
+    assert "Traceback" not in proc.stderr
