@@ -15,8 +15,10 @@ Claude Code does, and reports:
   puts into the model's context), plus the ``instructions`` size;
 - time from spawn to an initialised session;
 - p50/p95 round trip of ``tasks ready`` (read), ``lease who`` (read),
-  ``mail inbox`` (read), ``lease reserve`` (write, re-reserving one path) and
-  ``task_new`` (write), ``-n`` calls each after 20 warm-up calls.
+  ``mail inbox`` (read), ``lease reserve`` (write, re-reserving one path),
+  ``task_new`` (write), ``memory store`` and ``memory search`` (hybrid; with
+  jetpack-cass these embed with its local model), ``-n`` calls each after 20
+  warm-up calls.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ async def _run(n: int) -> dict[str, Any]:
                 "mail inbox": ("mail", {"action": "inbox"}),
                 "lease reserve": ("lease", {"action": "reserve", "paths": ["src/x.py"]}),
                 "task_new": ("task_new", {"title": "bench task"}),
+                "memory store": ("memory", {"action": "store", "content": "WAL helps claims"}),
+                "memory search": ("memory", {"action": "search", "query": "claims WAL"}),
             }
             latency: dict[str, dict[str, float]] = {}
             for label, (tool, args) in calls.items():
