@@ -100,9 +100,17 @@ class MaintenanceMixin:
         """
         async with self._db.write() as conn:
             newest = await scalar(conn, "SELECT max(seq) FROM memories")
-            return await self._trim(conn, self.max_entries, spare={int(newest or 0)})
+            return await self._trim(conn, self.max_entries, newest=int(newest or 0))
 
-    async def _trim(self, conn: AsyncConnection, target: int, spare: set[int]) -> int:
+    async def _trim(
+        self, conn: AsyncConnection, target: int, *, newest: int, batch: range | None = None
+    ) -> int:
+        """Delete the lowest-ranked entries down to ``target``; never ``newest``.
+
+        Order of eviction: unprotected before protected types, then entries
+        outside ``batch`` (the call that overflowed) before entries in it, then
+        lowest retention score, then oldest.
+        """
         rows = await fetch_all(
             conn, "SELECT seq, type, importance, last_accessed, access_count FROM memories"
         )
@@ -111,16 +119,18 @@ class MaintenanceMixin:
             return 0
         now = utcnow()
         protected = {t.value for t in self.protected_types}
+        fresh = batch if batch is not None else range(0)
         ranked = sorted(
             (
                 row[1] in protected,
+                int(row[0]) in fresh,
                 retention_score(float(row[2]), from_ms(int(row[3])), int(row[4] or 0), now),
                 int(row[0]),
             )
             for row in rows
-            if int(row[0]) not in spare
+            if int(row[0]) != newest
         )
-        doomed = [seq for _, _, seq in ranked[:excess]]
+        doomed = [seq for _, _, _, seq in ranked[:excess]]
         for start in range(0, len(doomed), _IN_CHUNK):
             chunk = doomed[start : start + _IN_CHUNK]
             await conn.exec_driver_sql(

@@ -207,8 +207,9 @@ class CASSAdapter(SearchMixin, MaintenanceMixin):
 
         Texts are embedded before the transaction; if the embedder fails the
         entries are stored without vectors (logged) and :meth:`backfill_embeddings`
-        catches up later. Overflowing ``max_entries`` evicts the lowest retention
-        scores, never an entry of this call.
+        catches up later. Overflowing ``max_entries`` evicts down to 95 % of it
+        (see :meth:`adaptive_compact` for the order): older entries before this
+        call's, and never the last entry of this call.
         """
         if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Sequence):
             raise ValidationError("entries", "expected a list of memories")
@@ -265,7 +266,8 @@ class CASSAdapter(SearchMixin, MaintenanceMixin):
             count = await read_meta(conn, ("memory_count",))
             if int(count["memory_count"]) > self.max_entries:
                 low_water = self.max_entries - self.max_entries // 20
-                await self._trim(conn, low_water, spare=set(range(seq0, seq0 + len(rows))))
+                batch = range(seq0, seq0 + len(rows))
+                await self._trim(conn, low_water, newest=batch[-1], batch=batch)
         return ids
 
     async def _index_new(self, conn: AsyncConnection, seq0: int, count: int) -> None:
