@@ -12,8 +12,7 @@ from jetpack.cass._checks import check_limit, check_unit
 from jetpack.cass._db import Database
 from jetpack.cass._sql import fetch_all, read_meta, scalar, write_vectors
 from jetpack.cass._vectors import check_vector
-from jetpack.shared import MemoryType, from_ms, utcnow
-from jetpack.shared._protocols import Embedder
+from jetpack.shared import Embedder, MemoryType, from_ms, utcnow
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.rules import retention_score
 

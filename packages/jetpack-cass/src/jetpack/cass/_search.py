@@ -14,8 +14,7 @@ from jetpack.cass._db import Database, translate_errors
 from jetpack.cass._index import VectorIndex
 from jetpack.cass._query import trigram_query, word_query
 from jetpack.cass._sql import fetch_all, fetch_by_seq, read_meta
-from jetpack.shared import MemoryEntry
-from jetpack.shared._protocols import Embedder
+from jetpack.shared import Embedder, MemoryEntry
 from jetpack.shared.rules import rrf_fuse
 
 __all__ = ["SearchMixin"]

@@ -29,6 +29,7 @@ from jetpack.cass._sql import (
 )
 from jetpack.cass._vectors import FloatMatrix, check_vector
 from jetpack.shared import (
+    Embedder,
     MemoryEntry,
     MemoryInput,
     MemoryStats,
@@ -38,7 +39,6 @@ from jetpack.shared import (
     to_ms,
     utcnow,
 )
-from jetpack.shared._protocols import Embedder
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.errors import (
     BackendNotInstalledError,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from jetpack.shared._memory import MAX_EMBEDDING_DIMENSIONS
+from jetpack.shared import MAX_EMBEDDING_DIMENSIONS
 from jetpack.shared.errors import ValidationError
 
 __all__ = ["FloatMatrix", "VectorMatrix", "check_vector", "from_blob", "to_blob"]
