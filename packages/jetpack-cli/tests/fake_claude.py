@@ -64,7 +64,11 @@ def main():
         )
         return 1
     prompt = sys.stdin.read()
-    markers = dict(re.findall(r"fake:(\w+)(?:=(\S+))?", prompt))
+    # Only the task's own section counts: memories and errors quoted later in the
+    # prompt may mention other tasks' markers.
+    section = re.search(r"^## Task .*?(?=^## |\Z)", prompt, re.S | re.M)
+    own = section.group(0) if section else prompt
+    markers = dict(re.findall(r"fake:(\w+)(?:=([\w./-]+))?", own))
     mode = os.environ.get("FAKE_CLAUDE_MODE")
     if mode:
         markers.setdefault(mode, "")

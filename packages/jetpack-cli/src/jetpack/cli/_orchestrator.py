@@ -236,7 +236,7 @@ class Orchestrator:
                 task = await self.tasks.claim_next(
                     state.agent_id, self.skills, ttl_ms=self.settings.claim_ttl_ms
                 )
-            except JetpackError as exc:
+            except Exception as exc:  # a store hiccup must not end the agent
                 logger.warning("%s: claim failed: %s", state.agent_id, exc)
                 task = None
             if task is None:

@@ -133,25 +133,20 @@ def leases_table(leases: Sequence[Lease]) -> Table:
 
 
 def summary_table(tasks: Sequence[Task]) -> Table:
-    """One row per task: status, who did it, attempts, time."""
-    table = Table(
-        "task", "title", "status", "agent", "attempts", "minutes", "result", title="summary"
-    )
+    """One row per task: status, who did it, attempts, seconds of its last attempt."""
+    table = Table("task", "title", "status", "agent", "tries", "secs", title="summary")
     for t in tasks:
         result = t.metadata.get("result")
-        summary = result.get("summary", "") if isinstance(result, dict) else ""
-        done_by = ""
-        if isinstance(result, dict):
-            done_by = str(result.get("agent_id", ""))
+        result = result if isinstance(result, dict) else {}
         attempts = t.retry_count + (1 if t.status is TaskStatus.COMPLETED else 0)
         style = "green" if t.status is TaskStatus.COMPLETED else "red"
+        secs = result.get("duration_s")
         table.add_row(
             t.id,
             t.title,
             f"[{style}]{t.status}[/]",
-            done_by or t.assigned_agent or "",
+            str(result.get("agent_id") or t.assigned_agent or ""),
             str(attempts),
-            str(t.actual_minutes if t.actual_minutes is not None else ""),
-            str(summary)[:40],
+            f"{secs:.1f}" if isinstance(secs, int | float) else "",
         )
     return table

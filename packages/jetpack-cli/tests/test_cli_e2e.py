@@ -1,0 +1,287 @@
+"""End to end: the real `jetpack` command in subprocesses, on temp projects, real local stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jetpack.shared.config import dump_toml
+
+pytestmark = pytest.mark.slow
+
+FAST: dict[str, dict[str, Any]] = {
+    "orchestrator": {
+        "poll_s": 0.1,
+        "heartbeat_s": 0.3,
+        "shutdown_grace_s": 0.3,
+        "kill_grace_s": 0.5,
+        "claim_ttl_ms": 30_000,
+        "lease_wait_s": 2.0,
+    },
+    "beads": {"retry_base_ms": 200},
+    "cass": {"embedder": "none"},  # text search only: fast start-up (the demo keeps the default)
+}
+
+
+class Project:
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "jetpack.cli", "-C", str(self.root), *args]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.argv(*args),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"jetpack {' '.join(args)} → {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def add(self, title: str, *options: str) -> str:
+        return self.run("task", "add", title, *options).stdout.strip()
+
+    def claude_log(self) -> list[dict[str, Any]]:
+        path = Path(self.env["FAKE_CLAUDE_LOG"])
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def project(tmp_path: Path, fake_claude: Path) -> Project:
+    root = tmp_path / "proj"
+    root.mkdir()
+    env = {
+        **os.environ,
+        "FAKE_CLAUDE_LOG": str(tmp_path / "claude.log"),
+        "FAKE_CLAUDE_PIDS": str(tmp_path / "pids"),
+    }
+    env.pop("JETPACK_MODE", None)
+    env["COLUMNS"] = "200"
+    p = Project(root, env)
+    p.run("init")
+    config = root / ".jetpack" / "config.toml"
+    data = tomllib.loads(config.read_text())
+    for table, values in FAST.items():
+        data.setdefault(table, {}).update(values)
+    config.write_text(dump_toml(data))
+    return p
+
+
+def wait_for(check: Any, timeout: float = 20.0, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def test_start_status_sigint_restart_all_done_exactly_once(project: Project, alive: Any) -> None:
+    first = project.add("Design fake:success")
+    long = project.add("Long job fake:sleep=6")
+    last = project.add("Wrap up fake:success", "--dep", first)
+    runner = project.spawn("start", "--agents", "2", "--executor", "claude", "--no-live")
+    try:
+        # status (another process) sees the live agents and the running task
+        status = wait_for(
+            lambda: (
+                (s := project.json("status"))
+                and any(r["id"] == long for r in s["running"])
+                and len(s["agents"]) >= 2
+                and s
+            ),
+            30,
+        )
+        agents = {a["agent_id"]: a for a in status["agents"]}
+        assert all(a["online"] for a in agents.values())
+        assert any(a["info"].get("task_id") == long for a in agents.values())
+        assert any(e["kind"] == "claimed" for e in status["events"])
+        wait_for(
+            lambda: any(e["event"] == "start" and e["task"] == long for e in project.claude_log())
+        )
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130, err
+    assert "handed back" in out
+    # the interrupted task is ready again, without a retry used, and its claude is gone
+    task = json.loads(project.run("task", "show", long).stdout)
+    assert task["status"] in ("ready", "pending") and task["retry_count"] == 0
+    pids = [e["pid"] for e in project.claude_log() if e["task"] == long]
+    assert pids and not any(alive(p) for p in pids)
+    # restart: everything finishes, each task's claude succeeds exactly once
+    done = project.run("start", "--agents", "2", "--until-empty", "--no-live", timeout=90)
+    assert "0 failed" in done.stdout
+    tasks = project.json("task", "list")
+    assert {t["id"]: t["status"] for t in tasks} == {
+        first: "completed",
+        long: "completed",
+        last: "completed",
+    }
+    finished = Counter(e["task"] for e in project.claude_log() if e["event"] == "done")
+    assert finished == Counter({first: 1, long: 1, last: 1})
+    # nothing of the first run was stranded or reported as running
+    status = project.json("status")
+    assert status["running"] == [] and status["tasks"]["completed"] == 3
+    assert all(not a["online"] or a["status"] == "offline" for a in status["agents"])
+
+
+def test_two_start_processes_never_run_a_task_twice(project: Project) -> None:
+    ids = [f"t{i}" for i in range(12)]
+    issues = project.root / "issues.jsonl"
+    issues.write_text(
+        "".join(json.dumps({"id": i, "title": f"Task {i} fake:sleep=0.3"}) + "\n" for i in ids)
+    )
+    assert "imported 12 tasks" in project.run("task", "import", str(issues)).stdout
+    runners = [
+        project.spawn("start", "--agents", "2", "--until-empty", "--no-live") for _ in range(2)
+    ]
+    for r in runners:
+        out, err = r.communicate(timeout=120)
+        assert r.returncode == 0, out + err
+    starts = Counter(e["task"] for e in project.claude_log() if e["event"] == "start")
+    assert starts == Counter({i: 1 for i in ids})
+    tasks = project.json("task", "list")
+    assert all(t["status"] == "completed" for t in tasks)
+    runs = {t["metadata"]["result"]["agent_id"].split("-")[1] for t in tasks}
+    assert len(runs) == 2, "both processes took work"
+
+
+def test_failures_crash_garbage_and_timeout_end_failed_with_reasons(project: Project) -> None:
+    crash = project.add("Crash fake:crash", "--max-retries", "0")
+    garbage = project.add("Garbage fake:garbage", "--max-retries", "0")
+    hang = project.add("Hang fake:hang", "--max-retries", "0", "--timeout", "1")
+    flaky_ok = project.add("Ok fake:success", "--verify", "exit 0")
+    result = project.run(
+        "start", "--agents", "3", "--until-empty", "--no-live", check=False, timeout=90
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    tasks = {t["id"]: t for t in project.json("task", "list")}
+    assert tasks[flaky_ok]["status"] == "completed"
+    assert tasks[crash]["status"] == "failed" and "exited with code 3" in tasks[crash]["last_error"]
+    assert "without a result line" in tasks[garbage]["last_error"]
+    assert tasks[hang]["failure_type"] == "timeout"
+    learned = project.run("memory", "search", "Crash").stdout
+    assert "exited" in learned or "Crash" in learned
+
+
+def test_task_commands_and_jsonl_round_trip(project: Project, tmp_path: Path) -> None:
+    a = project.add("Alpha", "-p", "high", "--skill", "python", "--tag", "x")
+    b = project.add("Beta", "--dep", a, "-d", "needs alpha")
+    ready = project.run("task", "ready").stdout
+    assert a in ready and b not in ready
+    project.run("task", "update", b, "--priority", "critical")
+    project.run("task", "done", a)
+    assert json.loads(project.run("task", "show", a).stdout)["status"] == "completed"
+    export = tmp_path / "issues.jsonl"
+    project.run("task", "export", str(export))
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    assert lines[1]["dependencies"][0]["depends_on_id"] == a and lines[1]["priority"] == 0
+    other = Project(tmp_path / "other", project.env)
+    other.root.mkdir()
+    other.run("init")
+    assert "imported 2 tasks" in other.run("task", "import", str(export)).stdout
+    assert "skipped 2" in other.run("task", "import", str(export)).stdout
+    again = {t["id"]: t for t in other.json("task", "list")}
+    assert again[a]["status"] == "completed" and again[b]["dependencies"] == [a]
+    assert again[b]["priority"] == "critical" and again[a]["required_skills"] == ["python"]
+    project.run("task", "delete", b)
+    assert project.run("task", "show", b, check=False).returncode == 1
+
+
+def test_config_and_errors(project: Project) -> None:
+    bad = project.run("config", "set", "agents.count", "0", check=False)
+    assert bad.returncode == 1 and "agents.count" in bad.stderr
+    project.run("config", "set", "claude.model", "sonnet")
+    shown = project.run("config", "show").stdout
+    assert 'model = "sonnet"' in shown and "count = 3" in shown
+    missing = project.run("task", "show", "nope", check=False)
+    assert missing.returncode == 1
+    cycle = project.run("task", "add", "X", "--dep", "unknown-id", check=False)
+    assert cycle.returncode == 1 and "error" in cycle.stderr
+    fresh = Project(project.root.parent / "empty", project.env)
+    fresh.root.mkdir()
+    not_init = fresh.run("task", "list", check=False)
+    assert not_init.returncode == 1 and "jetpack init" in not_init.stderr
+    assert "tasks.local" in project.run("backends").stdout
+
+
+def test_mail_and_memory_commands(project: Project) -> None:
+    msg = project.run("mail", "send", "agent-x", "please review").stdout.strip()
+    inbox = project.run("mail", "inbox", "agent-x", "--ack").stdout
+    assert msg in inbox and "please review" in inbox
+    assert msg not in project.run("mail", "inbox", "agent-x").stdout
+    project.run("memory", "add", "The build uses hatch workspaces", "--importance", "0.9")
+    assert "hatch workspaces" in project.run("memory", "search", "hatch").stdout
+    assert '"total": 1' in project.run("memory", "stats").stdout
+    assert "removed 0" in project.run("memory", "compact", "--threshold", "0.1").stdout
+
+
+def test_worktrees_merge_the_task_branch(project: Project) -> None:
+    root = project.root
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (root / ".gitignore").write_text(".beads/\n.cass/\n.mail/\n.jetpack/\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    tid = project.add("Add a module fake:write=src/new_module.py")
+    project.run("start", "--agents", "1", "--until-empty", "--no-live", "--worktrees", timeout=90)
+    assert (root / "src" / "new_module.py").read_text().startswith("written for")
+    branches = subprocess.run(
+        [*git, "branch", "--list", f"jetpack/{tid}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"jetpack/{tid}" in branches
+    task = json.loads(project.run("task", "show", tid).stdout)
+    assert "merged" in task["metadata"]["result"]["git"]
+
+
+def test_demo_runs_offline(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "OPENAI"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jetpack.cli", "demo", "--no-live", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "9/9 tasks completed" in proc.stdout
+    assert "1 retry after back-off" in proc.stdout
