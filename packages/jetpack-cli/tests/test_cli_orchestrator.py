@@ -18,6 +18,7 @@ from jetpack.cli import (
     ProgressEvent,
 )
 from jetpack.cli._executors import ProgressHandler
+from jetpack.cli._memory_writer import MemoryWriter
 from jetpack.shared import FailureType, MemoryType, TaskStatus
 from jetpack.shared.testing import (
     InMemoryMailBus,
@@ -326,3 +327,14 @@ async def test_prompt_holds_memories_and_others_leases(world: World) -> None:
     assert "parser.py and uses recursion" in prompt
     assert "docs/** (other-agent)" in prompt
     assert "Files leased to you" in prompt and "src/parser.py" in prompt
+
+
+async def test_memory_writer_batches_and_drops_only_a_bad_entry() -> None:
+    store = InMemoryMemoryStore()
+    writer = MemoryWriter(store, batch=3, delay_s=0.05)
+    for i in range(4):
+        writer.add({"type": "agent_learning", "content": f"lesson {i}"})
+    writer.add({"type": "agent_learning", "content": "bad", "importance": 2.0})
+    assert await eventually(lambda: writer.written == 4, 5)
+    await writer.close()
+    assert writer.written == 4 and (await store.get_stats()).total == 4

@@ -25,6 +25,7 @@ from typing import Any
 
 from jetpack.cli._events import EventLog, OrchestratorEvent
 from jetpack.cli._executors import ExecutionRequest, ExecutionResult, Executor, ProgressEvent
+from jetpack.cli._memory_writer import MemoryWriter
 from jetpack.cli._process import run_process
 from jetpack.cli._prompt import build_prompt, files_of
 from jetpack.cli._settings import OrchestratorSettings
@@ -110,6 +111,7 @@ class Orchestrator:
         self.events = events or EventLog(None)
         self.agents = [AgentState(f"agent-{self.run_id}-{i + 1}") for i in range(agent_count)]
         self.summary = RunSummary(self.run_id)
+        self._memory_writer: MemoryWriter | None = None
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._drain_checked = 0.0
@@ -176,6 +178,8 @@ class Orchestrator:
                     await self._quiet(bus.send_heartbeat(AgentStatus.OFFLINE, self._info(state)))
                     await self._publish(bus, MessageType.AGENT_STOPPED, {"run_id": self.run_id})
                     self.emit("stopped", state.agent_id)
+                if self._memory_writer is not None:
+                    await self._memory_writer.close()
         self.summary.duration_s = time.monotonic() - started
         return self.summary
 
@@ -377,7 +381,12 @@ class Orchestrator:
             self.emit("released", state.agent_id, task.id, "files leased by another agent")
             await asyncio.sleep(self.settings.poll_s)
             return
-        task = await self.tasks.start_task(task.id, state.agent_id)
+        # Independent reads run alongside the start_task write (different stores).
+        task, memories, leases = await asyncio.gather(
+            self.tasks.start_task(task.id, state.agent_id),
+            self._memories(task),
+            self._leases(bus),
+        )
         tree: Worktree | None = None
         workdir = self.project_dir
         if self._worktrees is not None:
@@ -399,10 +408,8 @@ class Orchestrator:
             prompt = build_prompt(
                 task,
                 agent_id=state.agent_id,
-                memories=await self._memories(task),
-                others_leases=[
-                    le for le in await self._leases(bus) if le.agent_id != state.agent_id
-                ],
+                memories=memories,
+                others_leases=[le for le in leases if le.agent_id != state.agent_id],
                 my_files=files,
                 verify_command=self._verify_command(task),
             )
@@ -588,15 +595,15 @@ class Orchestrator:
             "duration_s": round(result.duration_s, 3),
             "at": utcnow().isoformat(),
         }
-        await self._quiet(
-            self.memory.store(
-                {
-                    "type": kind,
-                    "content": content[:8000],
-                    "importance": importance,
-                    "metadata": metadata,
-                }
-            )
+        if self._memory_writer is None:
+            self._memory_writer = MemoryWriter(self.memory)
+        self._memory_writer.add(
+            {
+                "type": kind,
+                "content": content[:8000],
+                "importance": importance,
+                "metadata": metadata,
+            }
         )
 
     async def _leases(self, bus: MailBus) -> list[Any]:
