@@ -112,6 +112,7 @@ class Orchestrator:
         self.agents = [AgentState(f"agent-{self.run_id}-{i + 1}") for i in range(agent_count)]
         self.summary = RunSummary(self.run_id)
         self._memory_writer: MemoryWriter | None = None
+        self.stop_reason: str | None = None
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._drain_checked = 0.0
@@ -127,10 +128,11 @@ class Orchestrator:
         """True once a stop was requested: no more claims."""
         return self._stopping.is_set()
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stop requested") -> None:
         """Stop claiming; running attempts get ``shutdown_grace_s`` to finish."""
         if not self._stopping.is_set():
-            logger.info("stop requested: no new claims")
+            logger.info("%s: no new claims", reason)
+            self.stop_reason = reason
             self._stopping.set()
 
     def force_stop(self) -> None:
@@ -245,7 +247,7 @@ class Orchestrator:
                 task = None
             if task is None:
                 if self.until_empty and await self._drained():
-                    self.request_stop()
+                    self.request_stop("no task left to run")
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.poll_s)

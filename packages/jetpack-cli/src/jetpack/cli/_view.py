@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -54,6 +55,18 @@ def event_line(event: OrchestratorEvent | Mapping[str, Any]) -> Text:
     return line
 
 
+def _progress(stats: TaskStats | None) -> RenderableType:
+    if stats is None or stats.total == 0:
+        return Text("")
+    final = stats.by_status.get(TaskStatus.COMPLETED, 0) + stats.by_status.get(TaskStatus.FAILED, 0)
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(
+        ProgressBar(total=stats.total, completed=final, width=40),
+        Text(f"{final}/{stats.total} finished"),
+    )
+    return bar
+
+
 def counts_line(stats: TaskStats | None) -> Text:
     """``pending 3 · ready 1 · ...`` from the store's stats."""
     if stats is None:
@@ -93,12 +106,15 @@ def agents_table(orchestrator: Orchestrator) -> Table:
 def live_view(orchestrator: Orchestrator, stats: TaskStats | None) -> RenderableType:
     """Agents, task counts and the last events of this run."""
     title = f"jetpack run {orchestrator.run_id} — executor {orchestrator.executor.name}"
-    if orchestrator.stopping:
+    if orchestrator.stop_reason == "no task left to run":
+        title += " — no task left to run"
+    elif orchestrator.stopping:
         title += " — stopping (Ctrl+C again to kill running attempts)"
     events = [e for e in orchestrator.events.recent if e.kind != "progress"][-8:]
     return Group(
         Text(title, style="bold"),
         agents_table(orchestrator),
+        _progress(stats),
         counts_line(stats),
         *[event_line(e) for e in events],
     )
