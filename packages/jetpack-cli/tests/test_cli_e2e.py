@@ -163,6 +163,32 @@ def test_start_status_sigint_restart_all_done_exactly_once(project: Project, ali
     assert all(not a["online"] or a["status"] == "offline" for a in status["agents"])
 
 
+def test_a_killed_run_leaves_no_agent_behind_and_its_task_is_recovered(
+    project: Project, alive: Any
+) -> None:
+    project.run("config", "set", "orchestrator.claim_ttl_ms", "1500")
+    long = project.add("Long job fake:sleep=60")
+    runner = project.spawn("start", "--agents", "1", "--no-live")
+    try:
+        start = wait_for(
+            lambda: next((e for e in project.claude_log() if e["event"] == "start"), None), 30
+        )
+        runner.kill()  # SIGKILL: no clean-up code runs in jetpack
+        runner.communicate(timeout=10)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    wait_for(lambda: not alive(start["pid"]), 5)  # the agent's claude died with it
+    time.sleep(1.6)  # the claim lapses (no renewals any more)
+    task = json.loads(project.run("task", "show", long).stdout)
+    assert task["status"] == "in_progress"  # as the crash left it, until someone recovers it
+    project.run("task", "update", long, "--title", "Short job fake:success")
+    done = project.run("start", "--agents", "1", "--until-empty", "--no-live", timeout=90)
+    assert "recovered" in done.stdout
+    task = json.loads(project.run("task", "show", long).stdout)
+    assert task["status"] == "completed" and task["retry_count"] == 1
+
+
 def test_two_start_processes_never_run_a_task_twice(project: Project) -> None:
     ids = [f"t{i}" for i in range(12)]
     issues = project.root / "issues.jsonl"

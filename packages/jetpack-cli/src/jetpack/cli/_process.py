@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +49,32 @@ class ProcessResult:
     def ok(self) -> bool:
         """Exited by itself with status 0."""
         return self.exit_code == 0 and not (self.timed_out or self.stalled or self.cancelled)
+
+
+def _load_prctl() -> Callable[[int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - no libc to load
+        return None
+    prctl: Callable[[int, int], int] = libc.prctl
+    return prctl
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL if the orchestrator dies (Linux).
+
+    Without it, a ``jetpack start`` killed with SIGKILL would leave its agents'
+    children running (they are in their own sessions), still editing files
+    while the recovered task runs again elsewhere.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def group_alive(pgid: int) -> bool:
@@ -161,6 +189,7 @@ async def run_process(
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
             limit=LINE_LIMIT,
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         return ProcessResult(None, time.monotonic() - started, spawn_error=f"{argv[0]}: {exc}")
