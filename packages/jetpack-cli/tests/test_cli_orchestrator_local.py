@@ -109,7 +109,7 @@ WORKER = textwrap.dedent("""
                 tasks=tasks, memory=None,
                 mail_factory=lambda a: create_store(config, "mail", agent_id=a),
                 executor=CommandExecutor(
-                    f"echo $JETPACK_TASK_ID $JETPACK_AGENT_ID >> {log}; sleep 0.05"),
+                    f"echo $JETPACK_TASK_ID $JETPACK_AGENT_ID >> {log}; sleep 0.2"),
                 settings=OrchestratorSettings(poll_s=0.05, heartbeat_s=0.5),
                 project_dir=root, agent_count=4, until_empty=True, events=EventLog(None))
             summary = await orch.run()
