@@ -338,3 +338,17 @@ async def test_memory_writer_batches_and_drops_only_a_bad_entry() -> None:
     assert await eventually(lambda: writer.written == 4, 5)
     await writer.close()
     assert writer.written == 4 and (await store.get_stats()).total == 4
+
+
+async def test_a_running_attempt_is_marked_in_progress(world: World) -> None:
+    await world.tasks.create_task(
+        {"id": "s", "title": "S", "metadata": {"script": {"seconds": 0.8}}}
+    )
+    run = asyncio.create_task(world.orchestrator(agents=1).run())
+
+    async def in_progress() -> bool:
+        task = await world.tasks.get_task("s")
+        return task is not None and task.status is TaskStatus.IN_PROGRESS
+
+    assert await eventually(in_progress, 5)
+    assert (await asyncio.wait_for(run, 10)).completed == ["s"]

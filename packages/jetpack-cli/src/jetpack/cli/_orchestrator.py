@@ -45,9 +45,13 @@ from jetpack.shared import (
 )
 from jetpack.shared.errors import ConflictError, JetpackError
 
-__all__ = ["AgentState", "Orchestrator", "RunSummary", "new_run_id"]
+__all__ = ["START_DELAY_S", "AgentState", "Orchestrator", "RunSummary", "new_run_id"]
 
 logger = logging.getLogger(__name__)
+
+
+START_DELAY_S = 0.25
+"""An attempt still running after this long is marked ``in_progress`` in the task store."""
 
 
 def new_run_id() -> str:
@@ -113,6 +117,8 @@ class Orchestrator:
         self.summary = RunSummary(self.run_id)
         self._memory_writer: MemoryWriter | None = None
         self.stop_reason: str | None = None
+        self._leases_cache: list[Any] = []
+        self._leases_at = -1e9
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._drain_checked = 0.0
@@ -383,18 +389,17 @@ class Orchestrator:
             self.emit("released", state.agent_id, task.id, "files leased by another agent")
             await asyncio.sleep(self.settings.poll_s)
             return
-        # Independent reads run alongside the start_task write (different stores).
-        task, memories, leases = await asyncio.gather(
-            self.tasks.start_task(task.id, state.agent_id),
-            self._memories(task),
-            self._leases(bus),
-        )
+        memories, leases = await asyncio.gather(self._memories(task), self._leases(bus))
+        writing = asyncio.Event()
+        starter = asyncio.create_task(self._mark_started(task, state, writing))
         tree: Worktree | None = None
         workdir = self.project_dir
         if self._worktrees is not None:
             try:
                 tree = await self._worktrees.create(task.id)
             except GitError as exc:
+                starter.cancel()
+                await asyncio.gather(starter, return_exceptions=True)
                 await self._finish(
                     state,
                     bus,
@@ -443,10 +448,23 @@ class Orchestrator:
                         duration_s=result.duration_s,
                     )
         finally:
+            if not writing.is_set():
+                starter.cancel()
+            await asyncio.gather(starter, return_exceptions=True)
             if tree is not None and self._worktrees is not None:
                 with contextlib.suppress(GitError):
                     await asyncio.shield(self._worktrees.remove(tree))
         await self._finish(state, bus, task, result)
+
+    async def _mark_started(self, task: Task, state: AgentState, writing: asyncio.Event) -> None:
+        """Mark the task ``in_progress`` once its attempt has run for START_DELAY_S.
+
+        Attempts that end sooner go from claimed to completed directly, saving a
+        task-store write, the single biggest cost of a short task.
+        """
+        await asyncio.sleep(START_DELAY_S)
+        writing.set()
+        await self._quiet(self.tasks.start_task(task.id, state.agent_id))
 
     async def _finish(
         self, state: AgentState, bus: MailBus, task: Task, result: ExecutionResult
@@ -609,8 +627,17 @@ class Orchestrator:
         )
 
     async def _leases(self, bus: MailBus) -> list[Any]:
-        result = await self._quiet(bus.list_leases())
-        return list(result) if isinstance(result, list) else []
+        """Live leases for the prompt, shared by the agents for up to a second.
+
+        The prompt's list is advice; ``acquire_lease`` is what enforces exclusion,
+        so a view a second old is good enough and saves a read per task.
+        """
+        now = time.monotonic()
+        if now - self._leases_at > 1.0:
+            result = await self._quiet(bus.list_leases())
+            self._leases_cache = list(result) if isinstance(result, list) else []
+            self._leases_at = time.monotonic()
+        return self._leases_cache
 
     async def _release_leases(self, bus: MailBus, task: Task, held: list[str]) -> None:
         if not held:
