@@ -36,6 +36,7 @@ from jetpack.shared import (
     TaskStats,
     TaskStatus,
     TaskUpdate,
+    beads_jsonl,
     parse,
     utcnow,
 )
@@ -165,7 +166,9 @@ class BeadsAdapter:
             await insert_tasks(conn, created)
         return created
 
-    async def import_tasks(self, tasks: Sequence[Task], *, replace: bool = False) -> int:
+    async def import_tasks(
+        self, tasks: Sequence[Task | Mapping[str, Any]], *, replace: bool = False
+    ) -> int:
         """Write whole tasks as given (ids, statuses, timestamps): all or none.
 
         For imports and migrations, not for agents. Dependencies may point
@@ -187,16 +190,14 @@ class BeadsAdapter:
         return len(parsed)
 
     async def import_jsonl(self, path: str | Path, *, replace: bool = False) -> int:
-        """Import a beads ``issues.jsonl`` file (see :mod:`jetpack.beads.jsonl`)."""
-        from jetpack.beads.jsonl import import_jsonl
-
-        return await import_jsonl(self, path, replace=replace)
+        """Import a beads ``issues.jsonl`` file (see :mod:`jetpack.shared.beads_jsonl`)."""
+        return await beads_jsonl.import_jsonl(
+            self, path, replace=replace, claim_ttl_ms=self.claim_ttl_ms
+        )
 
     async def export_jsonl(self, path: str | Path) -> int:
-        """Export every task as a beads ``issues.jsonl`` file (see :mod:`jetpack.beads.jsonl`)."""
-        from jetpack.beads.jsonl import export_jsonl
-
-        return await export_jsonl(self, path)
+        """Export every task as beads ``issues.jsonl`` (see :mod:`jetpack.shared.beads_jsonl`)."""
+        return await beads_jsonl.export_jsonl(self, path)
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task, or None."""

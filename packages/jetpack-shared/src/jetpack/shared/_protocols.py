@@ -101,6 +101,18 @@ class TaskStore(AsyncStore, Protocol):
         """
         ...
 
+    async def import_tasks(
+        self, tasks: Sequence[Task | Mapping[str, Any]], *, replace: bool = False
+    ) -> int:
+        """Write whole tasks as given (ids, statuses, timestamps): all or none.
+
+        For imports, migrations and sync, not for agents. Dependencies may point
+        anywhere in the batch or at stored tasks; an unknown id is a
+        ValidationError, a cycle a ConflictError. An existing id is a
+        ConflictError unless ``replace``, which overwrites it. Returns the count.
+        """
+        ...
+
     async def get_task(self, task_id: str) -> Task | None:
         """Return the task, or None."""
         ...

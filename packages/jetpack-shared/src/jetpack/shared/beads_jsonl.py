@@ -1,4 +1,8 @@
-"""Beads interop: read and write beads' ``issues.jsonl`` (one issue per line).
+"""Beads interop: read and write beads' ``issues.jsonl`` with any TaskStore.
+
+The mapping is pure; :func:`import_jsonl` writes whole tasks through
+``TaskStore.import_tasks`` and :func:`export_jsonl` reads ``list_tasks``, so the
+same file moves between the local store, the edge store and beads itself.
 
 Mapping (beads → Jetpack; the README has the full table):
 
@@ -28,15 +32,17 @@ import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from jetpack.shared import Task, TaskPriority, TaskStatus, from_ms, parse, to_ms, utcnow
+from jetpack.shared._base import parse
+from jetpack.shared._protocols import TaskStore
+from jetpack.shared._tasks import Task, TaskPriority, TaskStatus
+from jetpack.shared._time import from_ms, to_ms, utcnow
 from jetpack.shared.errors import JetpackError, ValidationError
-
-if TYPE_CHECKING:
-    from jetpack.beads._store import BeadsAdapter
+from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS
 
 __all__ = [
+    "BEADS_KEY",
     "dumps_issue",
     "export_jsonl",
     "import_jsonl",
@@ -143,7 +149,7 @@ def _is_tombstone(record: Mapping[str, Any]) -> bool:
 
 
 def issue_to_task(
-    record: Mapping[str, Any], *, where: str = "issue", claim_ttl_ms: int = 900_000
+    record: Mapping[str, Any], *, where: str = "issue", claim_ttl_ms: int = DEFAULT_CLAIM_TTL_MS
 ) -> Task:
     """Map one beads issue to a Jetpack task; ValidationError names the bad field."""
     if not isinstance(record, Mapping):
@@ -294,18 +300,25 @@ def read_issues(path: str | Path) -> list[dict[str, Any]]:
     return issues
 
 
-async def import_jsonl(store: BeadsAdapter, path: str | Path, *, replace: bool = False) -> int:
+async def import_jsonl(
+    store: TaskStore,
+    path: str | Path,
+    *,
+    replace: bool = False,
+    claim_ttl_ms: int = DEFAULT_CLAIM_TTL_MS,
+) -> int:
     """Import every issue of a beads JSONL file into ``store``: all or none.
 
     Returns the number of issues imported. An id that exists already is a
-    ConflictError unless ``replace`` is true.
+    ConflictError unless ``replace`` is true. An issue in progress becomes a
+    claim of its assignee that lapses after ``claim_ttl_ms`` unless renewed.
     """
     try:
         issues = await asyncio.to_thread(read_issues, path)
     except OSError as exc:
         raise JetpackError(f"cannot read {path}: {exc}") from exc
     tasks = [
-        issue_to_task(issue, where=f"line {n} ({issue.get('id')})", claim_ttl_ms=store.claim_ttl_ms)
+        issue_to_task(issue, where=f"line {n} ({issue.get('id')})", claim_ttl_ms=claim_ttl_ms)
         for n, issue in enumerate(issues, 1)
     ]
     return await store.import_tasks(tasks, replace=replace)
@@ -325,7 +338,7 @@ def _write_atomically(target: Path, lines: list[str]) -> None:
         raise
 
 
-async def export_jsonl(store: BeadsAdapter, path: str | Path) -> int:
+async def export_jsonl(store: TaskStore, path: str | Path) -> int:
     """Write every task to ``path`` as beads JSONL, sorted by id, atomically (temp + rename)."""
     tasks = sorted(await store.list_tasks(), key=lambda t: t.id)
     lines = [dumps_issue(task_to_issue(task)) + "\n" for task in tasks]

@@ -181,6 +181,25 @@ class InMemoryTaskStore:
             self._tasks = staged
             return created
 
+    async def import_tasks(
+        self, tasks: Sequence[Task | Mapping[str, Any]], *, replace: bool = False
+    ) -> int:
+        """Write whole tasks, all or none."""
+        parsed = [parse(Task, t) for t in tasks]
+        ids = [t.id for t in parsed]
+        if len(set(ids)) != len(ids):
+            raise ConflictError("the same task id appears twice in the import")
+        async with self._lock:
+            if not replace:
+                taken = sorted(set(ids) & set(self._tasks))
+                if taken:
+                    raise ConflictError(f"task {taken[0]!r} already exists")
+            staged = {**self._tasks, **{t.id: t for t in parsed}}
+            for task in parsed:
+                self._check_graph(task.id, task.dependencies, staged)
+            self._tasks = staged
+            return len(parsed)
+
     async def get_task(self, task_id: str) -> Task | None:
         """Return the task or None."""
         return self._tasks.get(task_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -169,6 +170,45 @@ class TaskStoreContract:
             await store.create_task(data)
         assert info.value.field.split(".")[0] == field
         assert await store.list_tasks() == []
+
+    async def test_import_tasks_keeps_whole_records(self, store: TaskStore) -> None:
+        """import_tasks writes ids, statuses and timestamps as given; dependants see them."""
+        when = utcnow() - timedelta(days=3)
+        done = Task(
+            id="bd-old",
+            title="done long ago",
+            status=TaskStatus.COMPLETED,
+            created_at=when,
+            updated_at=when,
+            completed_at=when,
+        )
+        child = Task(
+            id="bd-kid", title="next", dependencies=["bd-old"], created_at=when, updated_at=when
+        )
+        assert await store.import_tasks([child, done]) == 2
+        assert await store.get_task("bd-old") == done
+        assert [t.id for t in await store.get_ready_tasks()] == ["bd-kid"]
+
+    async def test_import_tasks_refuses_conflicts_unknown_ids_and_cycles(
+        self, store: TaskStore
+    ) -> None:
+        """import_tasks is all or nothing: existing ids, unknown dependencies, cycles."""
+        now = utcnow()
+        await store.create_task({"id": "bd-here", "title": "here"})
+
+        def task(task_id: str, *deps: str) -> Task:
+            return Task(
+                id=task_id, title=task_id, dependencies=list(deps), created_at=now, updated_at=now
+            )
+
+        with pytest.raises(ConflictError):
+            await store.import_tasks([task("bd-new"), task("bd-here")])
+        with pytest.raises(ValidationError):
+            await store.import_tasks([task("bd-new", "bd-nowhere")])
+        with pytest.raises(ConflictError):
+            await store.import_tasks([task("bd-a", "bd-b"), task("bd-b", "bd-a")])
+        assert [t.id for t in await store.list_tasks()] == ["bd-here"]
+        assert await store.import_tasks([task("bd-here")], replace=True) == 1
 
     # -- update / delete ---------------------------------------------------
 
