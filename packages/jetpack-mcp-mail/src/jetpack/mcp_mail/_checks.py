@@ -6,8 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from jetpack.shared import MAX_METADATA_BYTES, AgentPresence, MessageType, parse, utcnow
+from jetpack.shared import MAX_METADATA_BYTES, MessageType, rules
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import check_agent_id
 
 __all__ = [
     "MAX_LEASE_TTL_MS",
@@ -36,24 +37,9 @@ def subscription_key(value: MessageType | str) -> str:
     return "*" if value == "*" else message_type(value).value
 
 
-def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
-    """A non-empty id that follows the shared id rule (checked through AgentPresence)."""
-    if not isinstance(agent_id, str) or not agent_id.strip():
-        raise ValidationError(field, "must be a non-empty string")
-    probe = {"agent_id": agent_id, "status": "idle", "last_seen": utcnow(), "online": True}
-    try:
-        return parse(AgentPresence, probe).agent_id
-    except ValidationError as exc:
-        raise ValidationError(field, exc.reason) from exc
-
-
 def check_ttl(ttl_ms: int, field: str = "ttl_ms") -> int:
     """A positive integer of milliseconds, at most a year."""
-    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
-        raise ValidationError(field, "must be a positive integer of milliseconds")
-    if ttl_ms > MAX_LEASE_TTL_MS:
-        raise ValidationError(field, f"must be at most {MAX_LEASE_TTL_MS} (one year)")
-    return ttl_ms
+    return rules.check_ttl(ttl_ms, field, maximum=MAX_LEASE_TTL_MS)
 
 
 def check_limit(limit: int) -> int:

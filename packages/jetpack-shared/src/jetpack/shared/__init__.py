@@ -7,6 +7,7 @@ the conformance kit that checks them lives in ``jetpack.shared.testing``
 
 from jetpack.shared.__about__ import __version__
 from jetpack.shared._base import (
+    ID_PATTERN,
     MAX_LIST_ITEMS,
     MAX_METADATA_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -57,6 +58,7 @@ from jetpack.shared._time import from_ms, to_ms, utcnow
 __all__ = [
     "FINAL_STATUSES",
     "HELD_STATUSES",
+    "ID_PATTERN",
     "MAX_EMBEDDING_DIMENSIONS",
     "MAX_LIST_ITEMS",
     "MAX_METADATA_BYTES",

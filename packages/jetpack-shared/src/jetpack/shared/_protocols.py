@@ -287,6 +287,14 @@ class MailBus(AsyncStore, Protocol):
         """
         ...
 
+    async def grant_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> Lease:
+        """Like :meth:`acquire_lease`, but return the grant with its fencing token.
+
+        Raises LeaseHeldError naming the holder, its expiry and the pattern that
+        conflicts.
+        """
+        ...
+
     async def renew_lease(self, path: str, ttl_ms: int) -> bool:
         """Extend this agent's live lease on exactly ``path``; False if it holds none."""
         ...

@@ -4,6 +4,7 @@ Backends (and the in-memory reference store) call these so that readiness,
 back-off, lease overlap, ranking and ids mean the same thing everywhere.
 """
 
+from jetpack.shared.rules._checks import check_agent_id, check_ttl
 from jetpack.shared.rules._ids import base36, new_id, new_memory_id, new_message_id, new_task_id
 from jetpack.shared.rules._paths import (
     MAX_PATH_CHARS,
@@ -35,6 +36,8 @@ __all__ = [
     "RRF_K",
     "Retry",
     "base36",
+    "check_agent_id",
+    "check_ttl",
     "claim_order_key",
     "dependants_closure",
     "find_cycle",

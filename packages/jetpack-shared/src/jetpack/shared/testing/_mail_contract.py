@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 from jetpack.shared import AgentStatus, MailBus, Message, MessageType
-from jetpack.shared.errors import ValidationError
+from jetpack.shared.errors import LeaseHeldError, ValidationError
 from jetpack.shared.rules import paths_overlap
 from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._procs import lease_worker, run_in_processes
@@ -228,6 +228,20 @@ class MailBusContract:
         assert second.fencing_token > first.fencing_token
         leases = await a.list_leases()
         assert [(le.path, le.agent_id) for le in leases] == [("src/deep/file.py", "agent-b")]
+
+    async def test_grant_lease_returns_the_grant_or_names_the_holder(
+        self, open_bus: OpenBus
+    ) -> None:
+        """grant_lease returns the Lease (holder, token); a conflict raises LeaseHeldError."""
+        a, b = await open_bus("agent-a"), await open_bus("agent-b")
+        lease = await a.grant_lease("./src/api/*.py", 10_000)
+        assert (lease.path, lease.agent_id, lease.exclusive) == ("src/api/*.py", "agent-a", True)
+        with pytest.raises(LeaseHeldError) as info:
+            await b.grant_lease("src/api/routes.py", 10_000, exclusive=False)
+        assert info.value.holder == "agent-a" and info.value.pattern == "src/api/*.py"
+        assert info.value.expires_at == lease.expires_at
+        again = await a.grant_lease("src/api/*.py", 10_000)
+        assert again.fencing_token > lease.fencing_token
 
     async def test_concurrent_exclusive_acquires_one_winner(self, open_bus: OpenBus) -> None:
         """20 agents acquiring one path at once: exactly one gets it."""

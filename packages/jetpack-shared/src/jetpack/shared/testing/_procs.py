@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from jetpack.shared.errors import LeaseHeldError
 from jetpack.shared.testing._spec import StoreSpec
 
 __all__ = ["claim_worker", "lease_worker", "run_in_processes"]
@@ -67,14 +68,15 @@ def lease_worker(
             await asyncio.sleep(max(start_at - time.time(), 0))
             for i in range(cycles):
                 path = paths[(i * 7 + len(agent_id)) % len(paths)]
-                if not await bus.acquire_lease(path, 10_000):
+                try:
+                    lease = await bus.grant_lease(path, 10_000)
+                except LeaseHeldError:
                     continue
                 start = time.monotonic_ns()
-                status = await bus.is_leased(path)
                 await asyncio.sleep(0.001)
                 end = time.monotonic_ns()
                 await bus.release_lease(path)
-                grants.append((path, status.fencing_token or 0, start, end))
+                grants.append((lease.path, lease.fencing_token, start, end))
         return grants
 
     return asyncio.run(run())

@@ -27,9 +27,14 @@ from jetpack.shared._mail import (
 )
 from jetpack.shared._protocols import MessageHandler
 from jetpack.shared._time import utcnow
-from jetpack.shared.errors import ValidationError
-from jetpack.shared.rules import new_message_id, normalize_lease_path, paths_overlap
-from jetpack.shared.testing._reference_tasks import check_agent_id, check_ttl
+from jetpack.shared.errors import LeaseHeldError, ValidationError
+from jetpack.shared.rules import (
+    check_agent_id,
+    check_ttl,
+    new_message_id,
+    normalize_lease_path,
+    paths_overlap,
+)
 
 __all__ = ["InMemoryMailBus", "InMemoryMailHub"]
 
@@ -212,6 +217,14 @@ class InMemoryMailBus:
 
     async def acquire_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> bool:
         """Grant unless an overlapping lease of another agent conflicts."""
+        try:
+            await self.grant_lease(path, ttl_ms, exclusive)
+        except LeaseHeldError:
+            return False
+        return True
+
+    async def grant_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> Lease:
+        """Grant and return the lease, or raise LeaseHeldError naming the holder."""
         norm = normalize_lease_path(path)
         check_ttl(ttl_ms)
         async with self._hub.lock:
@@ -220,9 +233,9 @@ class InMemoryMailBus:
                 if lease.agent_id == self._agent_id or not paths_overlap(lease.path, norm):
                     continue
                 if exclusive or lease.exclusive:
-                    return False
+                    raise LeaseHeldError(norm, lease.agent_id, lease.expires_at, pattern=lease.path)
             self._hub.fencing += 1
-            self._hub.leases[(norm, self._agent_id)] = Lease(
+            granted = self._hub.leases[(norm, self._agent_id)] = Lease(
                 path=norm,
                 agent_id=self._agent_id,
                 exclusive=exclusive,
@@ -230,7 +243,7 @@ class InMemoryMailBus:
                 expires_at=now + timedelta(milliseconds=ttl_ms),
                 fencing_token=self._hub.fencing,
             )
-            return True
+            return granted
 
     async def renew_lease(self, path: str, ttl_ms: int) -> bool:
         """Extend own live lease."""

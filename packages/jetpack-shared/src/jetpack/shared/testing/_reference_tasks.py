@@ -30,6 +30,8 @@ from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
 from jetpack.shared.rules import (
     DEFAULT_CLAIM_TTL_MS,
     DEFAULT_RETRY_BASE_MS,
+    check_agent_id,
+    check_ttl,
     claim_order_key,
     dependants_closure,
     find_cycle,
@@ -39,21 +41,7 @@ from jetpack.shared.rules import (
     next_after_failure,
 )
 
-__all__ = ["InMemoryTaskStore", "check_agent_id", "check_ttl"]
-
-
-def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
-    """Refuse an empty or non-string agent id."""
-    if not isinstance(agent_id, str) or not agent_id.strip():
-        raise ValidationError(field, "must be a non-empty string")
-    return agent_id
-
-
-def check_ttl(ttl_ms: int, field: str = "ttl_ms") -> int:
-    """Refuse a non-positive or non-integer TTL."""
-    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
-        raise ValidationError(field, "must be a positive integer of milliseconds")
-    return ttl_ms
+__all__ = ["InMemoryTaskStore"]
 
 
 class InMemoryTaskStore:
