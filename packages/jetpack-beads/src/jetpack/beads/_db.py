@@ -3,16 +3,18 @@
 - WAL journal, ``synchronous=NORMAL`` (a killed process loses nothing that
   committed; only a power cut may drop the last transactions), and a busy
   timeout so concurrent writers wait for each other instead of failing.
-- The engine's ``begin`` event emits ``BEGIN`` itself: plain ``BEGIN`` for
-  reads, ``BEGIN IMMEDIATE`` for writes, so a write that reads first holds the
-  write lock from its first statement and never fails halfway with a stale
-  snapshot. pysqlite's implicit BEGIN is set to IMMEDIATE and only used by
-  writes whose first statement is the write (a claim).
-- Writers of one process queue on an ``asyncio.Lock`` and share one
-  connection before asking SQLite for the write lock: SQLite's busy handler
-  sleeps in steps of milliseconds, so letting coroutines of the same process
-  fight for it would waste most of the time sleeping. Other processes are
-  kept out by SQLite's lock itself.
+- Reads go through SQLAlchemy's async engine (a pool of aiosqlite
+  connections), in plain ``BEGIN`` (snapshot) transactions.
+- Two writers, each in ``BEGIN IMMEDIATE`` so a write that reads first holds
+  the write lock from its first statement and never fails halfway with a
+  stale snapshot: graph edits (create, import, update, delete) through one
+  long-lived SQLAlchemy connection; the claim lifecycle as one job each on
+  :class:`~jetpack.beads._writer.Writer`'s thread (one hand-off instead of a
+  driver round trip per statement).
+- Writers of one process queue on one ``asyncio.Lock`` before asking SQLite
+  for the write lock: SQLite's busy handler sleeps in steps of milliseconds,
+  so letting coroutines of the same process fight for it would waste most of
+  the time sleeping. Other processes are kept out by SQLite's lock itself.
 """
 
 from __future__ import annotations
@@ -20,43 +22,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import event, exc
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from jetpack.beads._errors import translate_errors
 from jetpack.beads._schema import ensure_schema
-from jetpack.shared.errors import ConflictError, JetpackError, UnavailableError
+from jetpack.beads._writer import Writer
+from jetpack.shared.errors import JetpackError
 
-__all__ = ["Database", "translate_errors"]
+__all__ = ["Database"]
 
 logger = logging.getLogger(__name__)
 
 _BEGIN_OPTION = "jetpack_begin"
 
-
-@contextmanager
-def translate_errors(path: Path) -> Iterator[None]:
-    """Turn sqlite3 / SQLAlchemy errors into Jetpack errors, chained with ``from``."""
-    try:
-        yield
-    except JetpackError:
-        raise
-    except exc.IntegrityError as error:
-        raise ConflictError(f"constraint failed in {path}: {error.orig}") from error
-    except exc.OperationalError as error:
-        raise UnavailableError(f"task database {path} unavailable: {error.orig}") from error
-    except exc.SQLAlchemyError as error:
-        raise JetpackError(f"task database {path} failed: {error}") from error
-    except sqlite3.OperationalError as error:
-        raise UnavailableError(f"task database {path} unavailable: {error}") from error
-    except sqlite3.Error as error:
-        raise JetpackError(f"task database {path} failed: {error}") from error
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _prepare_file(path: Path, busy_timeout_ms: int) -> int:
@@ -82,6 +70,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._writer: AsyncConnection | None = None
         self._write_lock: asyncio.Lock | None = None
+        self._thread_writer = Writer(path, busy_timeout_ms=busy_timeout_ms)
         self.found_version = 0
 
     @property
@@ -105,9 +94,8 @@ class Database:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-            # pysqlite's implicit BEGIN (before the first INSERT/UPDATE/DELETE) is
-            # IMMEDIATE; every transaction sends its own BEGIN first, except a
-            # write that starts with its UPDATE (see Database.write(implicit=True)).
+            # Every transaction sends its own BEGIN (see _on_begin); should
+            # pysqlite ever begin implicitly, it is IMMEDIATE too.
             dbapi_conn.isolation_level = "IMMEDIATE"
             cursor = dbapi_conn.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
@@ -117,19 +105,20 @@ class Database:
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Connection) -> None:
             mode = conn.get_execution_options().get(_BEGIN_OPTION, "")
-            if mode != "IMPLICIT":
-                conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
         self._engine = engine
         with translate_errors(self.path):
             writer = await engine.connect()
         self._writer = await writer.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        await self._thread_writer.open()
         self._write_lock = asyncio.Lock()
 
     async def close(self) -> None:
         """Dispose of the engine and its connections."""
         engine, writer = self._engine, self._writer
         self._engine, self._writer = None, None
+        await self._thread_writer.close()
         if writer is not None:
             await writer.close()
         if engine is not None:
@@ -149,19 +138,25 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def write(self, *, implicit: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[AsyncConnection]:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error.
 
         Writes go through one long-lived connection (they are serialised by the
         lock anyway), which saves a pool checkout and reset per write.
-        ``implicit=True`` is for a transaction whose first statement writes:
-        pysqlite then sends ``BEGIN IMMEDIATE`` itself right before it, in the
-        same call, which saves a round trip to the driver thread.
         """
         _, writer, lock = self._require()
         async with lock:
             with translate_errors(self.path):
-                mode = "IMPLICIT" if implicit else "IMMEDIATE"
-                await writer.execution_options(**{_BEGIN_OPTION: mode})
                 async with writer.begin():
                     yield writer
+
+    async def job(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(conn, ...)`` as one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
+        _, _, lock = self._require()
+        async with lock:
+            return await self._thread_writer.run(fn, *args, **kwargs)

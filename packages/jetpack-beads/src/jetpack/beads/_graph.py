@@ -8,8 +8,7 @@ need with one recursive query and applies their answer.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -18,12 +17,11 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jetpack.beads import _sql
-from jetpack.beads._rows import dump_json, ms, row_to_task
-from jetpack.shared import FINAL_STATUSES, Task
+from jetpack.beads._rows import dump_json
 from jetpack.shared.errors import ConflictError, ValidationError
-from jetpack.shared.rules import dependants_closure, find_cycle
+from jetpack.shared.rules import find_cycle
 
-__all__ = ["block_dependants", "check_dependencies", "execute", "existing_ids", "sql"]
+__all__ = ["check_dependencies", "execute", "existing_ids", "sql"]
 
 
 @lru_cache(maxsize=256)
@@ -79,34 +77,3 @@ async def check_dependencies(
     cycle = find_cycle(task_id, dependencies, lambda node: edges.get(node, ()))
     if cycle:
         raise ConflictError("dependency cycle: " + " -> ".join(cycle))
-
-
-async def _fetch(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, Task]:
-    wanted = list(ids)
-    if not wanted:
-        return {}
-    result = await execute(conn, _sql.SELECT_TASKS_IN, {"ids": dump_json(wanted)})
-    return {task.id: task for task in map(row_to_task, result)}
-
-
-async def block_dependants(conn: AsyncConnection, failed_id: str, now: datetime) -> list[str]:
-    """Mark every open task depending on ``failed_id`` (transitively) blocked, naming it."""
-    result = await execute(conn, _sql.DEPENDANTS_EDGES, {"id": failed_id})
-    below: dict[str, list[str]] = defaultdict(list)
-    for parent, child in result:
-        below[parent].append(child)
-    order = dependants_closure(failed_id, lambda node: below.get(node, ()))
-    tasks = await _fetch(conn, order)
-    blocker = f"dependency {failed_id} failed"
-    changed: list[str] = []
-    params = []
-    for task_id in order:
-        task = tasks.get(task_id)
-        if task is None or task.status in FINAL_STATUSES:
-            continue
-        blockers = task.blockers if blocker in task.blockers else [*task.blockers, blocker]
-        params.append({"id": task_id, "blockers": dump_json(blockers), "now": ms(now)})
-        changed.append(task_id)
-    if params:
-        await execute(conn, _sql.BLOCK_TASK, params)
-    return changed

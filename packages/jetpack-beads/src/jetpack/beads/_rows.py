@@ -77,8 +77,17 @@ def task_to_params(task: Task) -> dict[str, Any]:
     return params
 
 
+_STATUS = {s.value: s for s in TaskStatus}
+_PRIORITY = {p.value: p for p in TaskPriority}
+_FAILURE = {f.value: f for f in FailureType}
+
+
 def _list(raw: str | None) -> list[str]:
-    return json.loads(raw) if raw else []
+    # Most arrays are empty: skip the JSON decoder for them (a third of a read).
+    if not raw or raw == "[]":
+        return []
+    result: list[str] = json.loads(raw)
+    return result
 
 
 def _time(raw: int | None) -> datetime | None:
@@ -121,8 +130,8 @@ def row_to_task(row: Sequence[Any]) -> Task:
             id=id_,
             title=title,
             description=description,
-            status=TaskStatus(status),
-            priority=TaskPriority(priority),
+            status=_STATUS[status],
+            priority=_PRIORITY[priority],
             dependencies=_list(dependencies),
             blockers=_list(blockers),
             required_skills=_list(required_skills),
@@ -136,12 +145,12 @@ def row_to_task(row: Sequence[Any]) -> Task:
             target_branches=_list(target_branches),
             assigned_agent=assigned_agent,
             last_error=last_error,
-            failure_type=None if failure_type is None else FailureType(failure_type),
+            failure_type=None if failure_type is None else _FAILURE[failure_type],
             last_attempt_at=_time(last_attempt_at),
             created_at=from_ms(created_at),
             updated_at=from_ms(updated_at),
             completed_at=_time(completed_at),
-            metadata=json.loads(metadata) if metadata else {},
+            metadata=json.loads(metadata) if metadata and metadata != "{}" else {},
             not_before=_time(not_before),
             claim_expires_at=_time(claim_expires_at),
             version=version or 1,

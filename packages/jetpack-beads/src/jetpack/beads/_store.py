@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -14,21 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jetpack.beads import _sql
 from jetpack.beads._checks import (
     check_agent_id,
-    check_error,
-    check_failure_type,
     check_limit,
-    check_minutes,
-    check_result,
-    check_skills,
     check_ttl,
 )
+from jetpack.beads._claiming import ClaimMethods
+from jetpack.beads._claims import Claims
 from jetpack.beads._db import Database
-from jetpack.beads._graph import block_dependants, check_dependencies, execute, existing_ids
+from jetpack.beads._graph import check_dependencies, execute, existing_ids
 from jetpack.beads._import import check_graph, insert_tasks, new_tasks
 from jetpack.beads._rows import dump_json, ms, row_to_task, task_to_params
 from jetpack.shared import (
-    HELD_STATUSES,
-    FailureType,
     Task,
     TaskInput,
     TaskListOptions,
@@ -42,25 +36,14 @@ from jetpack.shared import (
 )
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
-from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS, next_after_failure
+from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS
 
 __all__ = ["BeadsAdapter"]
 
 logger = logging.getLogger(__name__)
 
-_FAILURE_COLUMNS = (
-    "status",
-    "retry_count",
-    "not_before",
-    "last_error",
-    "failure_type",
-    "assigned_agent",
-    "claim_expires_at",
-    "updated_at",
-)
 
-
-class BeadsAdapter:
+class BeadsAdapter(ClaimMethods):
     """Local task store: SQLite (WAL) through SQLAlchemy's async engine and aiosqlite.
 
     Safe for many coroutines and many processes on one file: every claim is one
@@ -96,7 +79,9 @@ class BeadsAdapter:
         self.retry_base_ms = retry_base_ms
         self.claim_ttl_ms = check_ttl(claim_ttl_ms, "claim_ttl_ms")
         self.recovery_interval_ms = check_ttl(recovery_interval_ms, "recovery_interval_ms")
-        self._next_sweep_ms = 0
+        self._claims = Claims(
+            retry_base_ms=retry_base_ms, recovery_interval_ms=self.recovery_interval_ms
+        )
         self.db_path = Path(db_path)
         self._db = Database(
             self.db_path,
@@ -307,147 +292,6 @@ class BeadsAdapter:
             avg_completion_minutes=None if mean is None else float(mean),
         )
 
-    # -- claims ---------------------------------------------------------------
-
-    def _claim_ttl(self, agent_id: str, ttl_ms: int | None) -> int:
-        check_agent_id(agent_id)
-        return check_ttl(self.claim_ttl_ms if ttl_ms is None else ttl_ms)
-
-    @staticmethod
-    def _claim_params(agent_id: str, ttl: int, now: datetime) -> dict[str, Any]:
-        """Parameters of the claim statements; ``now`` is read once the write lock is held."""
-        return {
-            "agent": agent_id,
-            "now": ms(now),
-            "expires": ms(now + timedelta(milliseconds=ttl)),
-        }
-
-    async def claim_task(
-        self, task_id: str, agent_id: str, *, ttl_ms: int | None = None
-    ) -> Task | None:
-        """Claim one ready task; None if it is not ready or someone else won."""
-        ttl = self._claim_ttl(agent_id, ttl_ms)
-        due = self._sweep_due()
-        async with self._db.write(implicit=not due) as conn:
-            now = utcnow()
-            params = self._claim_params(agent_id, ttl, now)
-            # Without a sweep, the claim UPDATE is the first statement, and
-            # pysqlite sends BEGIN IMMEDIATE right before it.
-            swept = due and await self._sweep(conn, now)
-            row = (await execute(conn, _sql.CLAIM_ONE, {**params, "id": task_id})).first()
-            if row is None and not swept and await self._recover(conn, now):
-                row = (await execute(conn, _sql.CLAIM_ONE, {**params, "id": task_id})).first()
-            if row is not None:
-                return row_to_task(row)
-            if await self._get(conn, task_id) is None:
-                raise NotFoundError("task", task_id)
-            return None
-
-    async def claim_next(
-        self,
-        agent_id: str,
-        skills: Sequence[str] | None = None,
-        *,
-        ttl_ms: int | None = None,
-    ) -> Task | None:
-        """Atomically claim the best ready task whose required skills ``skills`` covers."""
-        ttl = self._claim_ttl(agent_id, ttl_ms)
-        wanted = check_skills(skills)
-        due = self._sweep_due()
-        async with self._db.write(implicit=not due) as conn:
-            now = utcnow()
-            params = self._claim_params(agent_id, ttl, now)
-            params["skills"] = None if wanted is None else dump_json(wanted)
-            # Without a sweep, the claim UPDATE is the first statement, and
-            # pysqlite sends BEGIN IMMEDIATE right before it.
-            swept = due and await self._sweep(conn, now)
-            row = (await execute(conn, _sql.CLAIM_NEXT, params)).first()
-            if row is None and not swept and await self._recover(conn, now):
-                row = (await execute(conn, _sql.CLAIM_NEXT, params)).first()
-            return None if row is None else row_to_task(row)
-
-    async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
-        """Extend the holder's claim; ConflictError if ``agent_id`` does not hold it."""
-        ttl = self._claim_ttl(agent_id, ttl_ms)
-        async with self._db.write() as conn:
-            now = utcnow()
-            params = self._claim_params(agent_id, ttl, now)
-            await self._recover(conn, now)
-            task = await self._held(conn, task_id, agent_id)
-            changes = {"claim_expires_at": params["expires"], "updated_at": params["now"]}
-            return await self._set(conn, task.id, changes)
-
-    async def start_task(self, task_id: str, agent_id: str) -> Task:
-        """Mark a held task ``in_progress``; ConflictError if ``agent_id`` does not hold it."""
-        check_agent_id(agent_id)
-        async with self._db.write() as conn:
-            task = await self._held(conn, task_id, agent_id)
-            changes = {"status": TaskStatus.IN_PROGRESS.value, "updated_at": ms(utcnow())}
-            return await self._set(conn, task.id, changes)
-
-    async def release_task(self, task_id: str, agent_id: str) -> bool:
-        """Give a held task back (no retry used); False unless ``agent_id`` holds it."""
-        check_agent_id(agent_id)
-        async with self._db.write() as conn:
-            task = await self._get(conn, task_id)
-            if task is None or task.status not in HELD_STATUSES or task.assigned_agent != agent_id:
-                return False
-            changes = {
-                "status": TaskStatus.READY.value,
-                "assigned_agent": None,
-                "claim_expires_at": None,
-                "updated_at": ms(utcnow()),
-            }
-            await self._set(conn, task.id, changes)
-            return True
-
-    async def complete_task(
-        self,
-        task_id: str,
-        agent_id: str,
-        *,
-        actual_minutes: int | None = None,
-        result: Mapping[str, Any] | None = None,
-    ) -> Task:
-        """Finish a held task: completed_at, actual_minutes (from the claim if not given)."""
-        check_agent_id(agent_id)
-        minutes = check_minutes(actual_minutes)
-        async with self._db.write() as conn:
-            task = await self._held(conn, task_id, agent_id)
-            metadata = check_result(result, task.metadata)
-            now = utcnow()
-            if minutes is None and task.last_attempt_at is not None:
-                minutes = int((now - task.last_attempt_at).total_seconds() // 60)
-            changes = {
-                "status": TaskStatus.COMPLETED.value,
-                "completed_at": ms(now),
-                "actual_minutes": minutes,
-                "claim_expires_at": None,
-                "metadata": dump_json(metadata),
-                "updated_at": ms(now),
-            }
-            return await self._set(conn, task.id, changes)
-
-    async def fail_task(
-        self,
-        task_id: str,
-        agent_id: str,
-        error: str,
-        failure_type: FailureType = FailureType.ERROR,
-    ) -> Task:
-        """Record a failed attempt: back off and retry, or fail and block every dependant."""
-        check_agent_id(agent_id)
-        message = check_error(error)
-        kind = check_failure_type(failure_type)
-        async with self._db.write() as conn:
-            task = await self._held(conn, task_id, agent_id)
-            return await self._fail(conn, task, message, kind, utcnow(), self.retry_base_ms)
-
-    async def recover_expired_claims(self) -> list[Task]:
-        """Return every lapsed claim to the queue (retry + 1, ``stalled``), now."""
-        async with self._db.write() as conn:
-            return await self._recover(conn, utcnow())
-
     async def sync(self) -> None:
         """Nothing to sync: this store has no remote replica."""
 
@@ -457,18 +301,6 @@ class BeadsAdapter:
         row = (await execute(conn, _sql.SELECT_TASK, {"id": task_id})).first()
         return None if row is None else row_to_task(row)
 
-    async def _held(self, conn: AsyncConnection, task_id: str, agent_id: str) -> Task:
-        task = await self._get(conn, task_id)
-        if task is None:
-            raise NotFoundError("task", task_id)
-        if task.status not in HELD_STATUSES or task.assigned_agent != agent_id:
-            holder = task.assigned_agent if task.status in HELD_STATUSES else None
-            raise ConflictError(
-                f"task {task_id!r} is not held by {agent_id!r} "
-                f"(status {task.status.value}, holder {holder or 'nobody'})"
-            )
-        return task
-
     async def _set(self, conn: AsyncConnection, task_id: str, columns: Mapping[str, Any]) -> Task:
         """Write already-encoded column values; return the row as stored."""
         result = await execute(conn, _sql.update_sql(columns), {**columns, "id": task_id})
@@ -477,60 +309,3 @@ class BeadsAdapter:
     async def _write(self, conn: AsyncConnection, task: Task, changed: Mapping[str, Any]) -> Task:
         params = task_to_params(task)
         return await self._set(conn, task.id, {name: params[name] for name in changed})
-
-    async def _fail(
-        self,
-        conn: AsyncConnection,
-        task: Task,
-        error: str,
-        kind: FailureType,
-        now: datetime,
-        base_ms: int,
-    ) -> Task:
-        retry = next_after_failure(task, now, base_ms)
-        failed = task.model_copy(
-            update={
-                "status": retry.status,
-                "retry_count": retry.retry_count,
-                "not_before": retry.not_before,
-                "last_error": error,
-                "failure_type": kind,
-                "assigned_agent": None,
-                "claim_expires_at": None,
-                "updated_at": now,
-            }
-        )
-        stored = await self._write(conn, failed, dict.fromkeys(_FAILURE_COLUMNS))
-        if retry.status is TaskStatus.FAILED:
-            blocked = await block_dependants(conn, task.id, now)
-            if blocked:
-                logger.info("task %s failed; blocked %d dependants", task.id, len(blocked))
-        return stored
-
-    def _sweep_due(self) -> bool:
-        return (ms(utcnow()) or 0) >= self._next_sweep_ms
-
-    async def _sweep(self, conn: AsyncConnection, now: datetime) -> bool:
-        """Recover lapsed claims if the last sweep of this adapter is older than the interval.
-
-        A claim statement that finds nothing sweeps anyway, so a lapsed claim
-        is never missed; under load it is requeued within ``recovery_interval_ms``
-        of its expiry instead of costing one more query per claim.
-        """
-        now_ms = ms(now) or 0
-        if now_ms < self._next_sweep_ms:
-            return False
-        await self._recover(conn, now)
-        return True
-
-    async def _recover(self, conn: AsyncConnection, now: datetime) -> list[Task]:
-        self._next_sweep_ms = (ms(now) or 0) + self.recovery_interval_ms
-        result = await execute(conn, _sql.EXPIRED_CLAIMS, {"now": ms(now)})
-        expired = [row_to_task(row) for row in result]
-        recovered = []
-        for task in expired:
-            logger.info("claim of %s by %s expired", task.id, task.assigned_agent)
-            recovered.append(
-                await self._fail(conn, task, "claim expired", FailureType.STALLED, now, 0)
-            )
-        return recovered
