@@ -1,4 +1,4 @@
-"""Dependency-graph work inside a write transaction.
+"""Dependency-graph work inside a write transaction (on the writer thread).
 
 The graph walks themselves are the shared pure rules (``find_cycle``,
 ``dependants_closure``); this module only fetches the part of the graph they
@@ -7,48 +7,40 @@ need with one recursive query and applies their answer.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
-
-from sqlalchemy import TextClause, text
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jetpack.beads import _sql
 from jetpack.beads._rows import dump_json
 from jetpack.shared.errors import ConflictError, ValidationError
 from jetpack.shared.rules import find_cycle
 
-__all__ = ["check_dependencies", "execute", "existing_ids", "sql"]
+__all__ = ["check_dependencies", "existing_ids", "run"]
 
 
-@lru_cache(maxsize=256)
-def sql(statement: str) -> TextClause:
-    """The cached ``text()`` construct of a statement string."""
-    return text(statement)
-
-
-async def execute(
-    conn: AsyncConnection, statement: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-) -> CursorResult[*tuple[Any, ...]]:
+def run(
+    conn: sqlite3.Connection,
+    statement: str,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+) -> sqlite3.Cursor:
     """Run one statement (a list of parameter sets runs it as executemany)."""
     if isinstance(params, Sequence):
-        return await conn.execute(sql(statement), list(params))
-    return await conn.execute(sql(statement), dict(params))
+        return conn.executemany(statement, params)
+    return conn.execute(statement, params)
 
 
-async def existing_ids(conn: AsyncConnection, ids: Collection[str]) -> set[str]:
+def existing_ids(conn: sqlite3.Connection, ids: Collection[str]) -> set[str]:
     """Which of ``ids`` exist, in one query."""
     if not ids:
         return set()
-    result = await execute(conn, _sql.EXISTING_IDS, {"ids": dump_json(sorted(ids))})
+    result = run(conn, _sql.EXISTING_IDS, {"ids": dump_json(sorted(ids))})
     return {row[0] for row in result}
 
 
-async def check_dependencies(
-    conn: AsyncConnection,
+def check_dependencies(
+    conn: sqlite3.Connection,
     task_id: str,
     dependencies: Sequence[str],
     *,
@@ -64,12 +56,12 @@ async def check_dependencies(
     if task_id in dependencies:
         raise ConflictError(f"task {task_id!r} cannot depend on itself")
     outside = [d for d in dependencies if d not in staged]
-    missing = set(outside) - await existing_ids(conn, outside)
+    missing = set(outside) - existing_ids(conn, outside)
     if missing:
         raise ValidationError("dependencies", f"unknown task id {sorted(missing)[0]!r}")
     if not cycles or not dependencies:
         return
-    result = await execute(conn, _sql.DEPENDENCY_EDGES, {"ids": dump_json(list(dependencies))})
+    result = run(conn, _sql.DEPENDENCY_EDGES, {"ids": dump_json(list(dependencies))})
     edges: dict[str, list[str]] = defaultdict(list)
     for child, parent in result:
         if child != task_id:  # the task's current edges are being replaced

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from jetpack.beads import _sql
-from jetpack.beads._graph import check_dependencies, execute, existing_ids
+from jetpack.beads._graph import check_dependencies, existing_ids, run
 from jetpack.beads._rows import build_task, task_to_params
 from jetpack.shared import Task, TaskInput
 from jetpack.shared.errors import ConflictError, ValidationError
@@ -27,9 +26,7 @@ _CREATED_DEFAULTS: dict[str, Any] = {
 """Values of the task fields a TaskInput does not carry (retry_count 0, version 1, Nones)."""
 
 
-async def new_tasks(
-    conn: AsyncConnection, inputs: Sequence[TaskInput], now: datetime
-) -> list[Task]:
+def new_tasks(conn: sqlite3.Connection, inputs: Sequence[TaskInput], now: datetime) -> list[Task]:
     """Turn validated inputs into tasks: ids checked or generated, dependencies checked.
 
     An explicit id that exists (or repeats in the batch) is a ConflictError; a
@@ -42,7 +39,7 @@ async def new_tasks(
         if task_id in seen:
             raise ConflictError(f"task {task_id!r} appears twice in the batch")
         seen.add(task_id)
-    taken = await existing_ids(conn, explicit)
+    taken = existing_ids(conn, explicit)
     if taken:
         raise ConflictError(f"task {sorted(taken)[0]!r} already exists")
     ids = [item.id or "" for item in inputs]
@@ -55,7 +52,7 @@ async def new_tasks(
             if candidate not in seen:
                 ids[i] = candidate
                 seen.add(candidate)
-        clashes = await existing_ids(conn, [ids[i] for i in fresh])
+        clashes = existing_ids(conn, [ids[i] for i in fresh])
         for i in fresh:
             if ids[i] in clashes:
                 ids[i] = ""
@@ -63,10 +60,10 @@ async def new_tasks(
     staged: set[str] = set()
     tasks = []
     outside = {d for item in inputs for d in item.dependencies} - set(ids)
-    known = await existing_ids(conn, outside)
+    known = existing_ids(conn, outside)
     for task_id, item in zip(ids, inputs, strict=True):
         if item.dependencies:
-            await check_dependencies(
+            check_dependencies(
                 conn, task_id, item.dependencies, staged=staged | known, cycles=False
             )
         staged.add(task_id)
@@ -77,9 +74,7 @@ async def new_tasks(
     return tasks
 
 
-async def check_graph(
-    conn: AsyncConnection, tasks: Sequence[Task], *, upsert: bool = False
-) -> None:
+def check_graph(conn: sqlite3.Connection, tasks: Sequence[Task], *, upsert: bool = False) -> None:
     """Check the dependencies of whole tasks written together (any order within the batch).
 
     Unknown id → ValidationError, self-dependency or cycle → ConflictError. With
@@ -88,7 +83,7 @@ async def check_graph(
     """
     batch = {task.id: task for task in tasks}
     referenced = {d for task in tasks for d in task.dependencies} - batch.keys()
-    known = await existing_ids(conn, referenced)
+    known = existing_ids(conn, referenced)
     for task in tasks:
         for dep in task.dependencies:
             if dep == task.id:
@@ -97,7 +92,7 @@ async def check_graph(
                 raise ValidationError("dependencies", f"task {task.id!r}: unknown task id {dep!r}")
     graph: dict[str, list[str]] = {task.id: list(task.dependencies) for task in tasks}
     if upsert:
-        for child, parent in await execute(conn, "SELECT task_id, depends_on FROM task_deps", {}):
+        for child, parent in run(conn, "SELECT task_id, depends_on FROM task_deps", {}):
             if child not in batch:
                 graph.setdefault(child, []).append(parent)
     # Kahn's algorithm finds whether there is a cycle in O(V + E); the shared
@@ -126,17 +121,13 @@ async def check_graph(
         raise ConflictError("dependency cycle: " + " -> ".join(cycle or stuck))
 
 
-async def insert_tasks(
-    conn: AsyncConnection, tasks: Sequence[Task], *, upsert: bool = False
-) -> None:
+def insert_tasks(conn: sqlite3.Connection, tasks: Sequence[Task], *, upsert: bool = False) -> None:
     """Insert rows and dependency edges (``upsert``: replace rows with the same id)."""
     if not tasks:
         return
-    await execute(
-        conn, _sql.UPSERT_TASK if upsert else _sql.INSERT_TASK, [task_to_params(t) for t in tasks]
-    )
+    run(conn, _sql.UPSERT_TASK if upsert else _sql.INSERT_TASK, [task_to_params(t) for t in tasks])
     if upsert:
-        await execute(conn, _sql.DELETE_DEPS, [{"id": t.id} for t in tasks])
+        run(conn, _sql.DELETE_DEPS, [{"id": t.id} for t in tasks])
     edges = [{"task_id": t.id, "depends_on": d} for t in tasks for d in t.dependencies]
     if edges:
-        await execute(conn, _sql.INSERT_DEP, edges)
+        run(conn, _sql.INSERT_DEP, edges)

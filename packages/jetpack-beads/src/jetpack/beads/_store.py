@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jetpack.beads import _sql
+from jetpack.beads import _edits, _sql
 from jetpack.beads._checks import (
     check_agent_id,
     check_limit,
@@ -18,10 +18,8 @@ from jetpack.beads._checks import (
 )
 from jetpack.beads._claiming import ClaimMethods
 from jetpack.beads._claims import Claims
-from jetpack.beads._db import Database
-from jetpack.beads._graph import check_dependencies, execute, existing_ids
-from jetpack.beads._import import check_graph, insert_tasks, new_tasks
-from jetpack.beads._rows import dump_json, ms, row_to_task, task_to_params
+from jetpack.beads._db import Database, execute
+from jetpack.beads._rows import dump_json, ms, row_to_task
 from jetpack.shared import (
     Task,
     TaskInput,
@@ -35,7 +33,7 @@ from jetpack.shared import (
     utcnow,
 )
 from jetpack.shared.config import JetpackConfig
-from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
+from jetpack.shared.errors import ConflictError, ValidationError
 from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS
 
 __all__ = ["BeadsAdapter"]
@@ -146,10 +144,7 @@ class BeadsAdapter(ClaimMethods):
         if isinstance(tasks, str | bytes | Mapping) or not isinstance(tasks, Sequence):
             raise ValidationError("tasks", "must be a list of tasks")
         inputs = [parse(TaskInput, item) for item in tasks]
-        async with self._db.write() as conn:
-            created = await new_tasks(conn, inputs, utcnow())
-            await insert_tasks(conn, created)
-        return created
+        return await self._db.job(_edits.create, inputs)
 
     async def import_tasks(
         self, tasks: Sequence[Task | Mapping[str, Any]], *, replace: bool = False
@@ -165,14 +160,7 @@ class BeadsAdapter(ClaimMethods):
         ids = [task.id for task in parsed]
         if len(set(ids)) != len(ids):
             raise ConflictError("the same task id appears twice in the import")
-        async with self._db.write() as conn:
-            if not replace:
-                taken = await existing_ids(conn, ids)
-                if taken:
-                    raise ConflictError(f"task {sorted(taken)[0]!r} already exists")
-            await check_graph(conn, parsed, upsert=replace)
-            await insert_tasks(conn, parsed, upsert=replace)
-        return len(parsed)
+        return await self._db.job(_edits.import_whole, parsed, replace)
 
     async def import_jsonl(self, path: str | Path, *, replace: bool = False) -> int:
         """Import a beads ``issues.jsonl`` file (see :mod:`jetpack.shared.beads_jsonl`)."""
@@ -193,38 +181,11 @@ class BeadsAdapter(ClaimMethods):
         """Apply the fields set in ``update``; bumps ``version`` and ``updated_at``."""
         upd = parse(TaskUpdate, update)
         changes: dict[str, Any] = {name: getattr(upd, name) for name in upd.model_fields_set}
-        async with self._db.write() as conn:
-            task = await self._get(conn, task_id)
-            if task is None:
-                raise NotFoundError("task", task_id)
-            if "dependencies" in changes:
-                changes["dependencies"] = list(dict.fromkeys(changes["dependencies"]))
-                await check_dependencies(conn, task_id, changes["dependencies"])
-            now = utcnow()
-            if changes.get("status") is TaskStatus.COMPLETED and task.completed_at is None:
-                changes["completed_at"] = now
-            changes["updated_at"] = now
-            updated = await self._write(conn, task.model_copy(update=changes), changes)
-            if "dependencies" in changes:
-                await execute(conn, _sql.DELETE_DEPS, {"id": task_id})
-                deps = [{"task_id": task_id, "depends_on": d} for d in changes["dependencies"]]
-                if deps:
-                    await execute(conn, _sql.INSERT_DEP, deps)
-            return updated
+        return await self._db.job(_edits.update, task_id, changes)
 
     async def delete_task(self, task_id: str) -> bool:
         """Delete a task nobody depends on (else ConflictError); False if it did not exist."""
-        async with self._db.write() as conn:
-            if await self._get(conn, task_id) is None:
-                return False
-            dependants = [
-                row[0] for row in await execute(conn, _sql.HAS_DEPENDANTS, {"id": task_id})
-            ]
-            if dependants:
-                raise ConflictError(f"task {task_id!r} has dependants: {', '.join(dependants)}")
-            await execute(conn, _sql.DELETE_DEPS, {"id": task_id})
-            await execute(conn, _sql.DELETE_TASK, {"id": task_id})
-            return True
+        return await self._db.job(_edits.delete, task_id)
 
     # -- queries --------------------------------------------------------------
 
@@ -300,12 +261,3 @@ class BeadsAdapter(ClaimMethods):
     async def _get(self, conn: AsyncConnection, task_id: str) -> Task | None:
         row = (await execute(conn, _sql.SELECT_TASK, {"id": task_id})).first()
         return None if row is None else row_to_task(row)
-
-    async def _set(self, conn: AsyncConnection, task_id: str, columns: Mapping[str, Any]) -> Task:
-        """Write already-encoded column values; return the row as stored."""
-        result = await execute(conn, _sql.update_sql(columns), {**columns, "id": task_id})
-        return row_to_task(result.one())
-
-    async def _write(self, conn: AsyncConnection, task: Task, changed: Mapping[str, Any]) -> Task:
-        params = task_to_params(task)
-        return await self._set(conn, task.id, {name: params[name] for name in changed})
