@@ -1,21 +1,32 @@
 """Rows <-> :class:`~jetpack.shared.Task`: JSON arrays as TEXT, times as epoch ms.
 
-Rows are only ever written from validated models, so reading builds tasks with
-``model_construct`` (no re-validation): that keeps ``get_ready_tasks`` on a big
-queue cheap.
+Rows are only ever written from validated models, so reading builds tasks
+without re-validation (:func:`build_task`), skips the JSON decoder for empty
+arrays and pauses the cycle collector during a big read
+(:func:`collector_paused`): that keeps ``get_ready_tasks`` on a big queue cheap.
 """
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Sequence
-from datetime import datetime
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jetpack.beads._sql import COLUMNS
-from jetpack.shared import FailureType, Task, TaskPriority, TaskStatus, from_ms, to_ms
+from jetpack.shared import FailureType, Task, TaskPriority, TaskStatus, to_ms
 
-__all__ = ["build_task", "dump_json", "ms", "row_to_task", "task_to_params"]
+__all__ = [
+    "build_task",
+    "collector_paused",
+    "dump_json",
+    "ms",
+    "row_to_task",
+    "task_to_params",
+]
 
 _LISTS = ("dependencies", "blockers", "required_skills", "tags", "target_branches")
 _TIMES = (
@@ -38,7 +49,7 @@ def dump_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-_FIELDS = frozenset(Task.model_fields)
+_FIELDS_SET = set(Task.model_fields)
 
 
 def build_task(values: dict[str, Any]) -> Task:
@@ -49,7 +60,9 @@ def build_task(values: dict[str, Any]) -> Task:
     """
     task = Task.__new__(Task)
     object.__setattr__(task, "__dict__", values)
-    object.__setattr__(task, "__pydantic_fields_set__", set(_FIELDS))
+    # Every field is set, so all tasks can share one fields-set: pydantic copies
+    # it on model_copy and only ever adds names that are already in it.
+    object.__setattr__(task, "__pydantic_fields_set__", _FIELDS_SET)
     object.__setattr__(task, "__pydantic_extra__", None)
     object.__setattr__(task, "__pydantic_private__", None)
     return task
@@ -90,8 +103,12 @@ def _list(raw: str | None) -> list[str]:
     return result
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _time(raw: int | None) -> datetime | None:
-    return None if raw is None else from_ms(raw)
+    # jetpack.shared.from_ms, with the epoch built once.
+    return None if raw is None else _EPOCH + timedelta(milliseconds=raw)
 
 
 def row_to_task(row: Sequence[Any]) -> Task:
@@ -147,8 +164,8 @@ def row_to_task(row: Sequence[Any]) -> Task:
             last_error=last_error,
             failure_type=None if failure_type is None else _FAILURE[failure_type],
             last_attempt_at=_time(last_attempt_at),
-            created_at=from_ms(created_at),
-            updated_at=from_ms(updated_at),
+            created_at=_EPOCH + timedelta(milliseconds=created_at),
+            updated_at=_EPOCH + timedelta(milliseconds=updated_at),
             completed_at=_time(completed_at),
             metadata=json.loads(metadata) if metadata and metadata != "{}" else {},
             not_before=_time(not_before),
@@ -156,3 +173,35 @@ def row_to_task(row: Sequence[Any]) -> Task:
             version=version or 1,
         )
     )
+
+
+_pause_lock = threading.Lock()
+_pauses = 0
+
+
+@contextmanager
+def collector_paused(pause: bool = True) -> Iterator[None]:
+    """Pause the cycle collector around a big read (fetch and row building).
+
+    Every task holds a handful of new containers (its dict, its lists), and
+    the driver builds a tuple per row: reading thousands of rows triggers
+    collections that walk the growing result again and again, which cost
+    more than the rows themselves. The objects built reference no cycles, so
+    nothing is lost by pausing for the few milliseconds of a read. Nested and
+    concurrent pauses are counted; a collector that someone else disabled is
+    left alone.
+    """
+    global _pauses
+    with _pause_lock:
+        pause = pause and (_pauses > 0 or gc.isenabled())
+        if pause:
+            _pauses += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if pause:
+            with _pause_lock:
+                _pauses -= 1
+                if _pauses == 0:
+                    gc.enable()

@@ -19,7 +19,7 @@ from jetpack.beads._checks import (
 from jetpack.beads._claiming import ClaimMethods
 from jetpack.beads._claims import Claims
 from jetpack.beads._db import Database, execute
-from jetpack.beads._rows import dump_json, ms, row_to_task
+from jetpack.beads._rows import collector_paused, dump_json, ms, row_to_task
 from jetpack.shared import (
     Task,
     TaskInput,
@@ -214,16 +214,21 @@ class BeadsAdapter(ClaimMethods):
             "limit": -1 if opts.limit is None else opts.limit,
             "offset": opts.offset,
         }
-        async with self._db.read() as conn:
-            return [row_to_task(row) for row in await execute(conn, statement, params)]
+        return await self._read_tasks(statement, params, big=opts.limit is None or opts.limit > 256)
 
     async def get_ready_tasks(self, limit: int | None = None) -> list[Task]:
         """Ready tasks in claim order: priority (critical first), then age, then id."""
         bound = check_limit(limit)
         statement = _sql.READY_ALL if bound < 0 else _sql.READY_TASKS
         params = {"now": ms(utcnow()), "limit": bound}
-        async with self._db.read() as conn:
-            return [row_to_task(row) for row in await execute(conn, statement, params)]
+        return await self._read_tasks(statement, params, big=bound < 0 or bound > 256)
+
+    async def _read_tasks(self, statement: str, params: dict[str, Any], *, big: bool) -> list[Task]:
+        """Rows of a task query as tasks; a ``big`` one pauses the cycle collector."""
+        with collector_paused(big):
+            async with self._db.read() as conn:
+                rows = (await execute(conn, statement, params)).all()
+            return [row_to_task(row) for row in rows]
 
     async def get_tasks_by_status(self, status: TaskStatus) -> list[Task]:
         """Tasks in one status, in creation order."""
