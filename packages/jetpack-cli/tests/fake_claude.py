@@ -12,6 +12,9 @@ sends it), or from FAKE_CLAUDE_MODE:
   fake:stubborn            like hang, but ignores SIGTERM (needs SIGKILL)
   fake:sleep=N             works N seconds (emitting a line every 0.2 s), then succeeds
   fake:write=PATH          on success, also writes PATH (relative to the cwd)
+  fake:mcp                 reads every --mcp-config, starts its `jetpack` server with the
+                           MCP SDK's stdio client and calls `memory store` (a learning
+                           naming the task), as a real agent would; fails if it cannot
 
 FAKE_CLAUDE_LOG: append {"event": "start"|"done", "task": ..., "pid": ...} lines there.
 FAKE_CLAUDE_PIDS: write the pids of this process and its child there (hang modes).
@@ -47,6 +50,44 @@ def log(event):
                 )
                 + "\n"
             )
+
+
+def mcp_configs(args):
+    """The values after --mcp-config (files or inline JSON), as Claude Code reads them."""
+    out = []
+    if "--mcp-config" in args:
+        for value in args[args.index("--mcp-config") + 1 :]:
+            if value.startswith("--"):
+                break
+            if value.lstrip().startswith("{"):
+                text = value
+            else:
+                with open(value) as fh:
+                    text = fh.read()
+            out.append(json.loads(text))
+    return out
+
+
+def call_jetpack_tool(config, tool, arguments):
+    """Start the config's `jetpack` server the way Claude Code does; call one tool."""
+    import asyncio
+
+    from mcp.client.client import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    entry = config["mcpServers"]["jetpack"]
+    params = StdioServerParameters(
+        command=entry["command"],
+        args=list(entry.get("args", [])),
+        env={**os.environ, **entry.get("env", {})},
+    )
+
+    async def run():
+        async with Client(stdio_client(params, errlog=sys.stderr), mode="legacy") as client:
+            result = await client.call_tool(tool, arguments)
+        return result.is_error, "".join(getattr(b, "text", "") for b in result.content)
+
+    return asyncio.run(run())
 
 
 def main():
@@ -90,6 +131,33 @@ def main():
     if "crash" in markers:
         print("Error: fake crash (ECONNRESET)", file=sys.stderr)
         return 3
+    if "mcp" in markers:
+        configs = [c for c in mcp_configs(args) if "jetpack" in c.get("mcpServers", {})]
+        if not configs:
+            print("Error: no jetpack MCP server configured", file=sys.stderr)
+            return 4
+        task_id = os.environ.get("JETPACK_TASK_ID")
+        is_error, text = call_jetpack_tool(
+            configs[0],
+            "memory",
+            {"action": "store", "content": f"learned via MCP while on {task_id}", "task": task_id},
+        )
+        emit(
+            {
+                "type": "user",
+                "session_id": session,
+                "parent_tool_use_id": None,
+                "message": {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_mcp", "content": text}
+                    ],
+                },
+            }
+        )
+        if is_error:
+            print(f"Error: jetpack tool failed: {text}", file=sys.stderr)
+            return 5
     if "garbage" in markers:
         for line in ("<html>502 Bad Gateway</html>", "{not json", "[1, 2", "\x00\x01"):
             sys.stdout.write(line + "\n")

@@ -228,6 +228,20 @@ def test_failures_crash_garbage_and_timeout_end_failed_with_reasons(project: Pro
     assert "exited" in learned or "Crash" in learned
 
 
+def test_agents_reach_the_stores_through_jetpack_mcp(project: Project) -> None:
+    """Each claude agent gets `--mcp-config` for `jetpack mcp` under its own agent id."""
+    task = project.add("Learn something fake:mcp")
+    project.run("start", "--agents", "1", "--until-empty", "--no-live", timeout=90)
+    tasks = {t["id"]: t for t in project.json("task", "list")}
+    assert tasks[task]["status"] == "completed", tasks[task]
+    configs = list((project.root / ".jetpack" / "mcp").glob("*.json"))
+    assert len(configs) == 1
+    server = json.loads(configs[0].read_text())["mcpServers"]["jetpack"]
+    assert server["args"][-2:] == ["--agent-id", configs[0].stem]
+    found = project.run("memory", "search", "learned via MCP").stdout
+    assert task in found, found
+
+
 def test_task_commands_and_jsonl_round_trip(project: Project, tmp_path: Path) -> None:
     a = project.add("Alpha", "-p", "high", "--skill", "python", "--tag", "x")
     b = project.add("Beta", "--dep", a, "-d", "needs alpha")
@@ -238,8 +252,9 @@ def test_task_commands_and_jsonl_round_trip(project: Project, tmp_path: Path) ->
     assert json.loads(project.run("task", "show", a).stdout)["status"] == "completed"
     export = tmp_path / "issues.jsonl"
     project.run("task", "export", str(export))
-    lines = [json.loads(line) for line in export.read_text().splitlines()]
-    assert lines[1]["dependencies"][0]["depends_on_id"] == a and lines[1]["priority"] == 0
+    issues = {i["id"]: i for i in map(json.loads, export.read_text().splitlines())}
+    assert issues[b]["dependencies"][0]["depends_on_id"] == a and issues[b]["priority"] == 0
+    assert issues[a]["status"] == "closed"
     other = Project(tmp_path / "other", project.env)
     other.root.mkdir()
     other.run("init")

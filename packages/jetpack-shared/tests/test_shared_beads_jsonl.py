@@ -7,21 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from jetpack.cli import export_jsonl, import_jsonl, parse_jsonl
 from jetpack.shared import TaskPriority, TaskStatus
-from jetpack.shared.errors import ValidationError
+from jetpack.shared.beads_jsonl import (
+    export_jsonl,
+    import_jsonl,
+    issues_to_tasks,
+    parse_issues,
+    task_to_issue,
+)
+from jetpack.shared.errors import ConflictError, ValidationError
 from jetpack.shared.testing import InMemoryTaskStore
 
 # The sample sits beside the repository: <repo>/../shared/data/beads/issues.jsonl
 SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "beads" / "issues.jsonl"
 
 
-async def test_the_beads_sample_imports_and_round_trips() -> None:
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
-    issues = [json.loads(line) for line in lines]
+async def test_the_beads_sample_imports_and_round_trips_through_any_store(tmp_path: Path) -> None:
+    issues = parse_issues(SAMPLE.read_text(encoding="utf-8").splitlines())
     store = InMemoryTaskStore()
-    created, skipped = await import_jsonl(store, lines)
-    assert len(created) == len(issues) == 824 and skipped == []
+    assert await import_jsonl(store, SAMPLE) == len(issues) == 824
     closed = sum(i["status"] == "closed" for i in issues)
     assert len(await store.get_tasks_by_status(TaskStatus.COMPLETED)) == closed
     blocks = {
@@ -31,46 +35,45 @@ async def test_the_beads_sample_imports_and_round_trips() -> None:
         if d.get("type") == "blocks"
     }
     assert {(t.id, dep) for t in await store.list_tasks() for dep in t.dependencies} == blocks
+    out = tmp_path / "out.jsonl"
+    assert await export_jsonl(store, out) == 824
+    assert out.read_bytes() == SAMPLE.read_bytes(), "an unchanged tracker exports byte for byte"
     again = InMemoryTaskStore()
-    recreated, _ = await import_jsonl(again, await export_jsonl(store))
-    assert len(recreated) == 824
-    assert [
-        t.model_dump(include={"id", "title", "status", "priority", "dependencies", "tags"})
-        for t in await again.list_tasks()
-    ] == [
-        t.model_dump(include={"id", "title", "status", "priority", "dependencies", "tags"})
-        for t in await store.list_tasks()
-    ]
+    assert await import_jsonl(again, out) == 824
+    assert await again.list_tasks() != []
+    assert {t.id: t for t in await again.list_tasks()}.keys() == {
+        t.id for t in await store.list_tasks()
+    }
+    with pytest.raises(ConflictError):
+        await import_jsonl(again, out)
 
 
 def test_mapping_and_errors() -> None:
-    tasks = parse_jsonl(
+    issues = parse_issues(
         [
             json.dumps(
                 {
                     "id": "b",
                     "title": "B",
                     "priority": 0,
-                    "status": "in_progress",
-                    "dependencies": [{"depends_on_id": "a", "type": "blocks"}],
+                    "status": "open",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "dependencies": [{"issue_id": "b", "depends_on_id": "a", "type": "blocks"}],
                     "labels": ["x"],
+                    "issue_type": "bug",
                 }
             ),
-            json.dumps({"id": "a", "title": "A", "priority": 4, "status": "open"}),
             "",
         ]
     )
-    assert [t.id for t in tasks] == ["a", "b"]  # dependencies first
-    assert tasks[1].priority is TaskPriority.CRITICAL and tasks[0].priority is TaskPriority.LOW
-    assert tasks[1].status is TaskStatus.PENDING and tasks[1].tags == ["x"]
+    (task,) = issues_to_tasks(issues)
+    assert task.priority is TaskPriority.CRITICAL and task.dependencies == ["a"]
+    assert task.status is TaskStatus.PENDING and task.tags == ["x"]
+    assert task_to_issue(task)["issue_type"] == "bug", "unknown fields survive"
     with pytest.raises(ValidationError, match="line 1"):
-        parse_jsonl(["{not json"])
-    with pytest.raises(ValidationError, match="status"):
-        parse_jsonl([json.dumps({"id": "a", "title": "A", "status": "weird"})])
-    with pytest.raises(ValidationError, match="cycle"):
-        parse_jsonl(
-            [
-                json.dumps({"id": "a", "title": "A", "dependencies": ["b"]}),
-                json.dumps({"id": "b", "title": "B", "dependencies": ["a"]}),
-            ]
+        parse_issues(["{not json"])
+    with pytest.raises(ValidationError) as info:
+        issues_to_tasks(
+            [{"id": "a", "title": "A", "status": "weird", "created_at": "2026-01-01T00:00:00Z"}]
         )
+    assert info.value.field == "status"

@@ -18,7 +18,6 @@ from jetpack.cli._executors import (
     InstantExecutor,
     ProgressEvent,
 )
-from jetpack.cli._jsonl import export_jsonl, import_jsonl, parse_jsonl
 from jetpack.cli._orchestrator import AgentState, Orchestrator, RunSummary, new_run_id
 from jetpack.cli._process import ProcessResult, group_alive, kill_process_group, run_process
 from jetpack.cli._prompt import build_prompt, files_of
@@ -54,14 +53,11 @@ __all__ = [
     "StreamJsonParser",
     "__version__",
     "build_prompt",
-    "export_jsonl",
     "files_of",
     "group_alive",
-    "import_jsonl",
     "kill_process_group",
     "load_settings",
     "new_run_id",
-    "parse_jsonl",
     "read_events",
     "run_process",
 ]

@@ -222,6 +222,7 @@ class AgentWork:
                 others_leases=[le for le in leases if le.agent_id != state.agent_id],
                 my_files=files,
                 verify_command=self._verify_command(task),
+                mcp_tools=bool(getattr(self.executor, "mcp_tools", False)),
             )
             state.activity = "running"
             result = await self.executor.execute(
@@ -269,6 +270,16 @@ class AgentWork:
         writing.set()
         await self._quiet(self.tasks.start_task(task.id, state.agent_id))
 
+    async def _complete(self, task: Task, state: AgentState, payload: dict[str, Any]) -> None:
+        """complete_task, accepting a task the agent already completed itself (MCP tools)."""
+        try:
+            await self.tasks.complete_task(task.id, state.agent_id, result=payload)
+        except ConflictError:
+            current = await self.tasks.get_task(task.id)
+            if current is None or current.status is not TaskStatus.COMPLETED:
+                raise
+            logger.info("task %s was already completed by its agent", task.id)
+
     async def _finish(
         self, state: AgentState, bus: MailBus, task: Task, result: ExecutionResult
     ) -> None:
@@ -277,7 +288,7 @@ class AgentWork:
             payload = {**result.as_result(), "agent_id": state.agent_id}
             if "git" in result.details:
                 payload["git"] = result.details["git"]
-            await self.tasks.complete_task(task.id, state.agent_id, result=payload)
+            await self._complete(task, state, payload)
             state.completed += 1
             self.summary.completed.append(task.id)
             self.emit("completed", state.agent_id, task.id, f"{task.title} ({elapsed:.1f}s)")

@@ -10,11 +10,14 @@ exit code 0 alone).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jetpack.cli._executors import (
@@ -25,6 +28,7 @@ from jetpack.cli._executors import (
     failure_from_process,
 )
 from jetpack.cli._process import run_process
+from jetpack.cli.mcp import SERVER_NAME, mcp_config_for
 from jetpack.shared import FailureType
 
 __all__ = ["ClaudeCodeExecutor", "ClaudeOptions", "StreamJsonParser"]
@@ -132,6 +136,10 @@ class StreamJsonParser:
         return int(value) if isinstance(value, int) else None
 
 
+MCP_TOOLS = f"mcp__{SERVER_NAME}"
+"""Claude Code's permission name for every tool of the jetpack MCP server."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaudeOptions:
     """Flags for ``claude`` (the ``[claude]`` table of the config)."""
@@ -147,24 +155,32 @@ class ClaudeOptions:
     mcp_config: str | None = None
     append_system_prompt: str | None = None
     extra_args: Sequence[str] = ()
+    jetpack_mcp: bool = True
+    """Give each agent the ``jetpack mcp`` server under its own agent id."""
 
-    def argv(self) -> list[str]:
-        """The command line (the prompt itself goes on stdin)."""
+    def argv(self, jetpack_mcp_config: str | None = None) -> list[str]:
+        """The command line (the prompt itself goes on stdin).
+
+        ``jetpack_mcp_config`` is the per-agent file written by the executor; its
+        tools (``mcp__jetpack__*``) are allowed along with ``allowed_tools``.
+        """
         args = [self.command, "-p", "--output-format", "stream-json", "--verbose"]
         if self.model:
             args += ["--model", self.model]
         if self.permission_mode:
             args += ["--permission-mode", self.permission_mode]
-        if self.allowed_tools:
-            args += ["--allowedTools", ",".join(self.allowed_tools)]
+        allowed = [*self.allowed_tools, *([MCP_TOOLS] if jetpack_mcp_config else [])]
+        if allowed:
+            args += ["--allowedTools", ",".join(allowed)]
         if self.disallowed_tools:
             args += ["--disallowedTools", ",".join(self.disallowed_tools)]
         if self.max_turns is not None:
             args += ["--max-turns", str(self.max_turns)]
         if self.max_budget_usd is not None:
             args += ["--max-budget-usd", str(self.max_budget_usd)]
-        if self.mcp_config:
-            args += ["--mcp-config", self.mcp_config]
+        configs = [c for c in (self.mcp_config, jetpack_mcp_config) if c]
+        if configs:
+            args += ["--mcp-config", *configs]
         if self.append_system_prompt:
             args += ["--append-system-prompt", self.append_system_prompt]
         return [*args, *self.extra_args]
@@ -175,9 +191,34 @@ class ClaudeCodeExecutor:
 
     name = "claude"
 
-    def __init__(self, options: ClaudeOptions | None = None, *, kill_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        options: ClaudeOptions | None = None,
+        *,
+        kill_grace_s: float = 5.0,
+        project_dir: Path | None = None,
+    ) -> None:
         self.options = options or ClaudeOptions()
         self.kill_grace_s = kill_grace_s
+        self.project_dir = project_dir
+        """Project whose stores the agent's MCP server opens (None: no jetpack MCP server)."""
+
+    @property
+    def mcp_tools(self) -> bool:
+        """True when agents get the jetpack MCP tools (the prompt then explains them)."""
+        return self.options.jetpack_mcp and self.project_dir is not None
+
+    def _write_mcp_config(self, agent_id: str) -> str | None:
+        """Write ``.jetpack/mcp/<agent>.json`` for ``--mcp-config``; return its path."""
+        if not self.mcp_tools or self.project_dir is None:
+            return None
+        config = mcp_config_for(
+            agent_id, self.project_dir, [sys.executable, "-m", "jetpack.cli.mcp"]
+        )
+        target = self.project_dir / ".jetpack" / "mcp" / f"{agent_id}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return str(target)
 
     async def execute(
         self, request: ExecutionRequest, on_progress: ProgressHandler | None = None
@@ -197,8 +238,9 @@ class ClaudeCodeExecutor:
             "JETPACK_TASK_ID": request.task.id,
             "JETPACK_AGENT_ID": request.agent_id,
         }
+        mcp_file = await asyncio.to_thread(self._write_mcp_config, request.agent_id)
         proc = await run_process(
-            self.options.argv(),
+            self.options.argv(mcp_file),
             cwd=request.workdir,
             env=env,
             stdin_data=request.prompt.encode("utf-8"),

@@ -29,11 +29,16 @@ __all__ = ["make_executor", "run_orchestrator"]
 ExecutorName = Literal["claude", "command", "demo"]
 
 
-def make_executor(name: str, settings: Settings) -> Executor:
-    """The executor called ``name``, configured from the settings."""
+def make_executor(name: str, settings: Settings, project_dir: Path | None = None) -> Executor:
+    """The executor called ``name``, configured from the settings.
+
+    With ``project_dir``, Claude agents get the project's ``jetpack mcp`` tools.
+    """
     grace = settings.orchestrator.kill_grace_s
     if name == "claude":
-        return ClaudeCodeExecutor(settings.claude.options(), kill_grace_s=grace)
+        return ClaudeCodeExecutor(
+            settings.claude.options(), kill_grace_s=grace, project_dir=project_dir
+        )
     if name == "command":
         return CommandExecutor(settings.orchestrator.command, kill_grace_s=grace)
     if name == "demo":
@@ -145,7 +150,7 @@ def start(
         run_orchestrator(
             config,
             settings,
-            make_executor(name, settings),
+            make_executor(name, settings, config.project_dir.resolve()),
             agents=count,
             until_empty=until_empty,
             live=show_live,

@@ -12,8 +12,7 @@ from rich.table import Table
 
 from jetpack.cli._app import app
 from jetpack.cli._common import console, fail, open_adapters, project_config, run_async
-from jetpack.cli._jsonl import export_jsonl, import_jsonl
-from jetpack.shared import Task, TaskPriority, TaskStatus
+from jetpack.shared import Task, TaskPriority, TaskStatus, beads_jsonl
 from jetpack.shared.errors import NotFoundError
 
 __all__ = ["task_app", "task_table"]
@@ -194,14 +193,20 @@ async def delete(task_id: str) -> None:
 @run_async
 async def import_(
     path: Annotated[Path, typer.Argument(help="Beads JSONL file ('-' for stdin).")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite tasks whose id exists.")
+    ] = False,
 ) -> None:
-    """Import beads-style JSONL (all or nothing; existing ids are skipped)."""
+    """Import beads-style JSONL (all or nothing; existing ids are skipped unless --replace)."""
     text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    tasks = beads_jsonl.issues_to_tasks(beads_jsonl.parse_issues(text.splitlines()))
     async with open_adapters(project_config()) as stores:
-        created, skipped = await import_jsonl(stores.tasks, text.splitlines())
-    console.print(
-        f"imported {len(created)} tasks" + (f", skipped {len(skipped)}" if skipped else "")
-    )
+        existing = {t.id for t in await stores.tasks.list_tasks()}
+        new = tasks if replace else [t for t in tasks if t.id not in existing]
+        if new:
+            await stores.tasks.import_tasks(new, replace=replace)
+    skipped = len(tasks) - len(new)
+    console.print(f"imported {len(new)} tasks" + (f", skipped {skipped}" if skipped else ""))
 
 
 @task_app.command("export")
@@ -211,8 +216,8 @@ async def export(
 ) -> None:
     """Export every task as beads-style JSONL."""
     async with open_adapters(project_config()) as stores:
-        lines = await export_jsonl(stores.tasks)
-    text = "".join(line + "\n" for line in lines)
+        lines = beads_jsonl.export_lines(await stores.tasks.list_tasks())
+    text = "".join(lines)
     if path is None:
         sys.stdout.write(text)
     else:

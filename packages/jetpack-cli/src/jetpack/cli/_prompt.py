@@ -51,6 +51,7 @@ def build_prompt(
     others_leases: Sequence[Lease] = (),
     my_files: Sequence[str] = (),
     verify_command: str | None = None,
+    mcp_tools: bool = False,
 ) -> str:
     """The prompt of one attempt, in Markdown."""
     parts = [
@@ -86,6 +87,15 @@ def build_prompt(
     if memories:
         parts += ["", "## What earlier work learned (may be relevant)"]
         parts += [f"- {m.content.strip()[:600]}" for m in memories]
+    if mcp_tools:
+        parts += [
+            "",
+            "## Coordinating through the jetpack tools",
+            "Use the `jetpack` MCP tools: `mail inbox` for messages, `memory search` before you",
+            "start and `memory store` for what you learn, `lease reserve` before editing a file",
+            "not listed above, and `task progress` on long work. Do not call `task complete` or",
+            "`task fail` for this task: Jetpack records the outcome when you finish.",
+        ]
     parts += ["", "## How you finish"]
     if verify_command:
         parts.append(f"After you finish, `{verify_command}` runs; the task fails if it fails.")

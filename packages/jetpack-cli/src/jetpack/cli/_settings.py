@@ -82,6 +82,9 @@ class ClaudeSettings(_Table):
     mcp_config: str | None = None
     append_system_prompt: str | None = None
     extra_args: list[str] = Field(default_factory=list)
+    jetpack_mcp: bool = Field(
+        default=True, description="Give each agent the `jetpack mcp` tools (own agent id)."
+    )
 
     def options(self) -> ClaudeOptions:
         """As executor options."""
@@ -96,6 +99,7 @@ class ClaudeSettings(_Table):
             mcp_config=self.mcp_config,
             append_system_prompt=self.append_system_prompt,
             extra_args=tuple(self.extra_args),
+            jetpack_mcp=self.jetpack_mcp,
         )
 
 

@@ -17,6 +17,8 @@ Mapping (beads → Jetpack; the README has the full table):
 - ``labels`` → ``tags``, ``estimated_minutes`` → ``estimated_minutes``,
   ``created_at``/``updated_at``/``closed_at`` → ``created_at``/``updated_at``/
   ``completed_at``.
+- Jetpack fields beads lacks (required skills, retries, branches, Jetpack's
+  own metadata) travel in a ``jetpack`` object, written only when not default.
 - Everything else (issue_type, notes, comments, design, tombstone fields,
   unknown fields) and the exact original values of lossy fields are kept in
   ``metadata["beads"]``; export puts them back, so an unchanged issue comes
@@ -29,7 +31,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,14 @@ from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS
 
 __all__ = [
     "BEADS_KEY",
+    "JETPACK_KEY",
     "dumps_issue",
     "export_jsonl",
+    "export_lines",
     "import_jsonl",
     "issue_to_task",
+    "issues_to_tasks",
+    "parse_issues",
     "read_issues",
     "task_to_issue",
 ]
@@ -81,7 +87,11 @@ _PRIORITY_IN = [
     TaskPriority.LOW,
 ]
 _PRIORITY_OUT = {p: i for i, p in enumerate(_PRIORITY_IN[:4])}
+JETPACK_KEY = "jetpack"
+"""Issue key holding what beads has no field for (skills, retries, own metadata)."""
+
 _MAPPED = {
+    JETPACK_KEY,
     "id",
     "title",
     "description",
@@ -173,7 +183,8 @@ def issue_to_task(
     for key in ("created_at", "updated_at", "closed_at", "dependencies", "assignee"):
         if key in record:
             extras[key] = record[key]
-    created = _time_in(record.get("created_at"), "created_at", where)
+    own = _jetpack_fields_in(record.get(JETPACK_KEY), where)
+    created = _time_in(record["created_at"], "created_at", where) if "created_at" in record else now
     closed = record.get("closed_at")
     data: dict[str, Any] = {
         "id": record.get("id"),
@@ -185,16 +196,17 @@ def issue_to_task(
         "tags": record.get("labels") or [],
         "estimated_minutes": record.get("estimated_minutes"),
         "created_at": created,
-        "updated_at": _time_in(
-            record.get("updated_at", record.get("created_at")), "updated_at", where
-        ),
+        "updated_at": _time_in(record["updated_at"], "updated_at", where)
+        if "updated_at" in record
+        else created,
         "completed_at": _time_in(closed, "closed_at", where) if closed else None,
         "assigned_agent": record.get("assignee") if held else None,
         "claim_expires_at": now + timedelta(milliseconds=claim_ttl_ms) if held else None,
         "last_error": f"deleted: {record.get('delete_reason') or 'tombstone'}"
         if _is_tombstone(record)
         else None,
-        "metadata": {BEADS_KEY: extras},
+        **own,
+        "metadata": {**own.get("metadata", {}), BEADS_KEY: extras},
     }
     try:
         return parse(Task, data)
@@ -202,6 +214,42 @@ def issue_to_task(
         field = exc.field.split(".")[0]
         field = _FIELD_NAMES.get(field, field)
         raise ValidationError(field, f"{where}: {exc.reason}") from exc
+
+
+def _jetpack_fields_in(value: object, where: str) -> dict[str, Any]:
+    """Task fields from the issue's ``jetpack`` object (written by :func:`task_to_issue`)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(JETPACK_KEY, f"{where}: must be a JSON object")
+    fields: dict[str, Any] = {
+        key: value[key]
+        for key in ("required_skills", "max_retries", "retry_count", "branch", "origin_branch")
+        if key in value
+    }
+    metadata = value.get("metadata", {})
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(JETPACK_KEY, f"{where}: metadata must be a JSON object")
+    return fields | {"metadata": dict(metadata)}
+
+
+def _jetpack_fields_out(task: Task) -> dict[str, Any]:
+    """What beads has no field for: only values that differ from the defaults."""
+    own: dict[str, Any] = {}
+    if task.required_skills:
+        own["required_skills"] = list(task.required_skills)
+    if task.max_retries != Task.model_fields["max_retries"].default:
+        own["max_retries"] = task.max_retries
+    if task.retry_count:
+        own["retry_count"] = task.retry_count
+    if task.branch:
+        own["branch"] = task.branch
+    if task.origin_branch:
+        own["origin_branch"] = task.origin_branch
+    metadata = {k: v for k, v in task.metadata.items() if k != BEADS_KEY}
+    if metadata:
+        own["metadata"] = metadata
+    return own
 
 
 def task_to_issue(task: Task) -> dict[str, Any]:
@@ -246,6 +294,9 @@ def task_to_issue(task: Task) -> dict[str, Any]:
     for key, value in extras.items():
         if key not in _MAPPED:
             issue[key] = value
+    own = _jetpack_fields_out(task)
+    if own:
+        issue[JETPACK_KEY] = own
     ordered = {k: issue[k] for k in _KEY_ORDER if k in issue}
     ordered.update((k, v) for k, v in issue.items() if k not in ordered)
     return ordered
@@ -283,21 +334,41 @@ def dumps_issue(issue: Mapping[str, Any]) -> str:
     return json.dumps(issue, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
 
 
+def parse_issues(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """Parse JSONL lines (blank lines skipped); a bad line is a ValidationError naming it."""
+    issues = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"line {number}", f"not valid JSON: {exc.msg}") from exc
+        if not isinstance(record, dict):
+            raise ValidationError(f"line {number}", "must be a JSON object")
+        issues.append(record)
+    return issues
+
+
 def read_issues(path: str | Path) -> list[dict[str, Any]]:
     """Parse a JSONL file; a bad line is a ValidationError naming its number."""
-    issues = []
     with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(f"line {number}", f"not valid JSON: {exc.msg}") from exc
-            if not isinstance(record, dict):
-                raise ValidationError(f"line {number}", "must be a JSON object")
-            issues.append(record)
-    return issues
+        return parse_issues(handle)
+
+
+def issues_to_tasks(
+    issues: Iterable[Mapping[str, Any]], *, claim_ttl_ms: int = DEFAULT_CLAIM_TTL_MS
+) -> list[Task]:
+    """Map parsed issues to tasks; errors name the line and the issue id."""
+    return [
+        issue_to_task(issue, where=f"line {n} ({issue.get('id')})", claim_ttl_ms=claim_ttl_ms)
+        for n, issue in enumerate(issues, 1)
+    ]
+
+
+def export_lines(tasks: Iterable[Task]) -> list[str]:
+    """Tasks as beads JSONL lines (with newlines), sorted by id."""
+    return [dumps_issue(task_to_issue(task)) + "\n" for task in sorted(tasks, key=lambda t: t.id)]
 
 
 async def import_jsonl(
@@ -317,11 +388,9 @@ async def import_jsonl(
         issues = await asyncio.to_thread(read_issues, path)
     except OSError as exc:
         raise JetpackError(f"cannot read {path}: {exc}") from exc
-    tasks = [
-        issue_to_task(issue, where=f"line {n} ({issue.get('id')})", claim_ttl_ms=claim_ttl_ms)
-        for n, issue in enumerate(issues, 1)
-    ]
-    return await store.import_tasks(tasks, replace=replace)
+    return await store.import_tasks(
+        issues_to_tasks(issues, claim_ttl_ms=claim_ttl_ms), replace=replace
+    )
 
 
 def _write_atomically(target: Path, lines: list[str]) -> None:
@@ -340,10 +409,9 @@ def _write_atomically(target: Path, lines: list[str]) -> None:
 
 async def export_jsonl(store: TaskStore, path: str | Path) -> int:
     """Write every task to ``path`` as beads JSONL, sorted by id, atomically (temp + rename)."""
-    tasks = sorted(await store.list_tasks(), key=lambda t: t.id)
-    lines = [dumps_issue(task_to_issue(task)) + "\n" for task in tasks]
+    lines = export_lines(await store.list_tasks())
     try:
         await asyncio.to_thread(_write_atomically, Path(path), lines)
     except OSError as exc:
         raise JetpackError(f"cannot write {path}: {exc}") from exc
-    return len(tasks)
+    return len(lines)
