@@ -6,13 +6,13 @@ before anything touches the database.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jetpack.beads._rows import dump_json
 from jetpack.shared import MAX_METADATA_BYTES, MAX_TEXT_CHARS, FailureType
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import check_agent_id, check_ttl
 
 __all__ = [
     "check_agent_id",
@@ -26,29 +26,12 @@ __all__ = [
     "check_ttl",
 ]
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-"""Same rule as ``jetpack.shared``'s ``Identifier`` (which is not exported)."""
-
 
 def check_task_id(task_id: object, field: str = "task_id") -> str:
     """A task id must be a string (unknown ids are the caller's NotFound/None)."""
     if not isinstance(task_id, str) or not task_id:
         raise ValidationError(field, "must be a non-empty string")
     return task_id
-
-
-def check_agent_id(agent_id: object, field: str = "agent_id") -> str:
-    """An agent id: 1-128 characters, letters, digits and ``._:/-``, no spaces."""
-    if not isinstance(agent_id, str) or not _ID.match(agent_id):
-        raise ValidationError(field, "must be 1-128 characters of letters, digits and ._:/-")
-    return agent_id
-
-
-def check_ttl(ttl_ms: object, field: str = "ttl_ms") -> int:
-    """A TTL is a positive integer of milliseconds."""
-    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
-        raise ValidationError(field, "must be a positive integer of milliseconds")
-    return ttl_ms
 
 
 def check_limit(limit: object, field: str = "limit") -> int:
