@@ -31,10 +31,10 @@ from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from jetpack.beads._errors import translate_errors
 from jetpack.beads._schema import ensure_schema
 from jetpack.beads._writer import Writer
 from jetpack.shared.errors import JetpackError
+from jetpack.shared.sqlite_errors import translate_sqlite_errors
 
 __all__ = ["Database", "execute"]
 
@@ -88,7 +88,7 @@ class Database:
 
     async def open(self) -> None:
         """Prepare the file (WAL, schema), start the writer thread and the read engine."""
-        with translate_errors(self.path):
+        with translate_sqlite_errors("task database", self.path):
             self.found_version = await asyncio.to_thread(
                 _prepare_file, self.path, self.busy_timeout_ms
             )
@@ -128,7 +128,7 @@ class Database:
         """A connection in a deferred (snapshot) transaction, rolled back at the end."""
         if self._engine is None:
             raise JetpackError("the task store is not open; use 'async with BeadsAdapter(...)'")
-        with translate_errors(self.path):
+        with translate_sqlite_errors("task database", self.path):
             async with self._engine.connect() as conn:
                 yield conn
 

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from jetpack.beads._errors import translate_errors
 from jetpack.shared.errors import JetpackError
+from jetpack.shared.sqlite_errors import translate_sqlite_errors
 
 __all__ = ["Writer"]
 
@@ -41,7 +41,7 @@ class Writer:
         """Start the thread and connect (the file is already in WAL mode with its schema)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jetpack-beads")
         try:
-            with translate_errors(self.path):
+            with translate_sqlite_errors("task database", self.path):
                 await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
         except BaseException:
             await self.close()
@@ -85,7 +85,7 @@ class Writer:
         if self._executor is None:
             raise JetpackError("the task store is not open; use 'async with BeadsAdapter(...)'")
         job = functools.partial(self._transaction, fn, *args, **kwargs)
-        with translate_errors(self.path):
+        with translate_sqlite_errors("task database", self.path):
             return await asyncio.get_running_loop().run_in_executor(self._executor, job)
 
     def _transaction(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:

@@ -14,48 +14,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from jetpack.cass._schema import ensure_schema, ensure_trigram, has_trigram
-from jetpack.shared.errors import ConflictError, JetpackError, UnavailableError
+from jetpack.shared.errors import JetpackError
+from jetpack.shared.sqlite_errors import translate_sqlite_errors
 
-__all__ = ["Database", "translate_errors"]
+__all__ = ["Database"]
 
 logger = logging.getLogger(__name__)
 
 _BEGIN_OPTION = "jetpack_begin"
-
-
-@contextmanager
-def translate_errors(path: Path) -> Iterator[None]:
-    """Turn sqlite3 / SQLAlchemy errors into Jetpack errors, chained with ``from``.
-
-    A locked or busy file is :class:`UnavailableError` (a retry can help); a
-    constraint failure is :class:`ConflictError`; anything else a plain
-    :class:`JetpackError`.
-    """
-    try:
-        yield
-    except JetpackError:
-        raise
-    except exc.IntegrityError as error:
-        raise ConflictError(f"constraint failed in {path}: {error.orig}") from error
-    except exc.OperationalError as error:
-        raise UnavailableError(f"memory database {path} unavailable: {error.orig}") from error
-    except exc.SQLAlchemyError as error:
-        raise JetpackError(f"memory database {path} failed: {error}") from error
-    except sqlite3.OperationalError as error:
-        raise UnavailableError(f"memory database {path} unavailable: {error}") from error
-    except sqlite3.Error as error:
-        raise JetpackError(f"memory database {path} failed: {error}") from error
 
 
 def _prepare_file(path: Path, busy_timeout_ms: int, trigram: bool) -> bool:
@@ -101,7 +78,7 @@ class Database:
 
     async def open(self) -> None:
         """Prepare the file (WAL, schema) and start the engine."""
-        with translate_errors(self.path):
+        with translate_sqlite_errors("memory database", self.path):
             self.has_trigram = await asyncio.to_thread(
                 _prepare_file, self.path, self.busy_timeout_ms, self.trigram
             )
@@ -129,7 +106,7 @@ class Database:
 
         self._engine = engine
         try:
-            with translate_errors(self.path):
+            with translate_sqlite_errors("memory database", self.path):
                 writer = await engine.connect()
         except BaseException:
             await engine.dispose()
@@ -156,7 +133,7 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a deferred (snapshot) transaction, rolled back at the end."""
         engine, _, _ = self._require()
-        with translate_errors(self.path):
+        with translate_sqlite_errors("memory database", self.path):
             async with engine.connect() as conn:
                 yield conn
 
@@ -165,6 +142,6 @@ class Database:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
         _, writer, lock = self._require()
         async with lock:
-            with translate_errors(self.path):
+            with translate_sqlite_errors("memory database", self.path):
                 async with writer.begin():
                     yield writer

@@ -10,12 +10,13 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jetpack.cass._checks import check_limit, check_query
-from jetpack.cass._db import Database, translate_errors
+from jetpack.cass._db import Database
 from jetpack.cass._index import VectorIndex
 from jetpack.cass._query import trigram_query, word_query
 from jetpack.cass._sql import fetch_all, fetch_by_seq, read_meta
 from jetpack.shared import Embedder, MemoryEntry
 from jetpack.shared.rules import rrf_fuse
+from jetpack.shared.sqlite_errors import translate_sqlite_errors
 
 __all__ = ["SearchMixin"]
 
@@ -93,7 +94,7 @@ class SearchMixin:
     # -- vectors --------------------------------------------------------------
 
     async def _vector_rank(self, vector: Sequence[float], n: int) -> list[tuple[int, float]]:
-        with translate_errors(self.db_path):
+        with translate_sqlite_errors("memory database", self.db_path):
             return await asyncio.to_thread(self._index.top_k, vector, n)
 
     async def semantic_search(

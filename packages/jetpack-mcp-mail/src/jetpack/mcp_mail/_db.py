@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from jetpack.mcp_mail._schema import configure, migrate
-from jetpack.shared.errors import JetpackError, UnavailableError
+from jetpack.shared.errors import UnavailableError
+from jetpack.shared.sqlite_errors import translate_sqlite_errors
 
 try:  # POSIX only; elsewhere SQLite's own busy handler does the queueing.
     import fcntl
@@ -103,14 +104,8 @@ class Database:
         return await loop.run_in_executor(self._executor, job)
 
     def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        try:
+        with translate_sqlite_errors("mail store", self.path):
             return fn(self._conn, *args, **kwargs)
-        except JetpackError:
-            raise
-        except sqlite3.OperationalError as exc:
-            raise UnavailableError(f"mail store {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise JetpackError(f"mail store {self.path}: {exc}") from exc
 
     @contextlib.contextmanager
     def _flock(self) -> Iterator[None]:
