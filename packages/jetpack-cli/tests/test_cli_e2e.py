@@ -139,6 +139,7 @@ def test_start_status_sigint_restart_all_done_exactly_once(project: Project, ali
     finally:
         if runner.poll() is None:
             runner.kill()
+            runner.communicate(timeout=10)
     assert runner.returncode == 130, err
     assert "handed back" in out
     # the interrupted task is ready again, without a retry used, and its claude is gone
@@ -178,6 +179,7 @@ def test_a_killed_run_leaves_no_agent_behind_and_its_task_is_recovered(
     finally:
         if runner.poll() is None:
             runner.kill()
+            runner.communicate(timeout=10)
     wait_for(lambda: not alive(start["pid"]), 5)  # the agent's claude died with it
     time.sleep(1.6)  # the claim lapses (no renewals any more)
     task = json.loads(project.run("task", "show", long).stdout)
@@ -199,8 +201,8 @@ def test_two_start_processes_never_run_a_task_twice(project: Project) -> None:
     runners = [
         project.spawn("start", "--agents", "2", "--until-empty", "--no-live") for _ in range(2)
     ]
-    for r in runners:
-        out, err = r.communicate(timeout=120)
+    outputs = [r.communicate(timeout=120) for r in runners]
+    for r, (out, err) in zip(runners, outputs, strict=True):
         assert r.returncode == 0, out + err
     starts = Counter(e["task"] for e in project.claude_log() if e["event"] == "start")
     assert starts == Counter({i: 1 for i in ids})

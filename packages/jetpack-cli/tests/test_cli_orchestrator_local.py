@@ -140,9 +140,9 @@ def test_two_processes_never_run_a_task_twice(tmp_path: Path) -> None:
         )
         for _ in range(2)
     ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
     counts = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         counts.append(int(out.strip().splitlines()[-1]))
     runs = [line.split() for line in log.read_text().splitlines()]
