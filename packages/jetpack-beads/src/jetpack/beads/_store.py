@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +20,7 @@ from jetpack.beads._claims import Claims
 from jetpack.beads._db import Database, execute
 from jetpack.beads._rows import collector_paused, dump_json, ms, row_to_task
 from jetpack.shared import (
+    AsyncStoreMixin,
     Task,
     TaskInput,
     TaskListOptions,
@@ -41,7 +41,7 @@ __all__ = ["BeadsAdapter"]
 logger = logging.getLogger(__name__)
 
 
-class BeadsAdapter(ClaimMethods):
+class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
     """Local task store: SQLite (WAL) through SQLAlchemy's async engine and aiosqlite.
 
     Safe for many coroutines and many processes on one file: every claim is one
@@ -110,18 +110,6 @@ class BeadsAdapter(ClaimMethods):
         return f"BeadsAdapter({str(self.db_path)!r})"
 
     # -- lifecycle ------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def open(self) -> None:
         """Create or upgrade the database and open connections (``async with`` does it)."""

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +28,7 @@ from jetpack.cass._sql import (
 )
 from jetpack.cass._vectors import FloatMatrix, check_vector
 from jetpack.shared import (
+    AsyncStoreMixin,
     Embedder,
     MemoryEntry,
     MemoryInput,
@@ -89,7 +89,7 @@ def _parse_input(entry: object) -> tuple[MemoryInput, FloatMatrix | None]:
     return item, None if raw is None else check_vector(raw, None, "embedding")
 
 
-class CASSAdapter(SearchMixin, MaintenanceMixin):
+class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
     """Local memory store: SQLite (FTS5 BM25 + float32 vectors), exact cosine, RRF hybrid.
 
     ::
@@ -173,7 +173,8 @@ class CASSAdapter(SearchMixin, MaintenanceMixin):
 
     # -- lifecycle ------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
+        """Create or upgrade the database and adopt the embedder (``async with`` does it)."""
         await self._db.open()
         try:
             if self._embedder is not None:
@@ -181,14 +182,9 @@ class CASSAdapter(SearchMixin, MaintenanceMixin):
         except BaseException:
             await self._db.close()
             raise
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Close the database connections (``async with`` does it)."""
         try:
             await self._db.close()
         finally:

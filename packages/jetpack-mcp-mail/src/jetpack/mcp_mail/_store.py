@@ -10,7 +10,6 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
 
 from jetpack.mcp_mail import _sql as sql
@@ -29,6 +28,7 @@ from jetpack.mcp_mail._wake import Notifier, WakeListener
 from jetpack.shared import (
     AgentPresence,
     AgentStatus,
+    AsyncStoreMixin,
     Message,
     MessageHandler,
     MessageType,
@@ -49,7 +49,7 @@ DB_FILENAME = "mail.db"
 """The store's file name inside ``mail_dir``."""
 
 
-class MCPMailAdapter(LeaseOps):
+class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
     """The local mail bus and file leases of one agent, safe across processes.
 
     ``mail_dir`` holds ``mail.db`` (SQLite, WAL) and ``mail.db.lock``. Options
@@ -113,18 +113,6 @@ class MCPMailAdapter(LeaseOps):
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        await self.initialize()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.shutdown()
-
     async def initialize(self) -> None:
         """Open the store, register for wake-ups and start delivering (idempotent).
 
@@ -175,6 +163,10 @@ class MCPMailAdapter(LeaseOps):
         except Exception:
             logger.exception("mail bus %s: could not save its state on shutdown", self._agent_id)
         await self._teardown()
+
+    # ``async with bus`` (AsyncStoreMixin) opens and closes through these.
+    open = initialize
+    aclose = shutdown
 
     def _stop_sync(self, conn: sqlite3.Connection) -> None:
         with self._db.transaction(conn):

@@ -16,6 +16,7 @@ from jetpack.shared._base import (
     JetpackModel,
     parse,
 )
+from jetpack.shared._lifecycle import AsyncStoreMixin
 from jetpack.shared._mail import (
     AgentPresence,
     AgentStatus,
@@ -69,6 +70,7 @@ __all__ = [
     "AgentPresence",
     "AgentStatus",
     "AsyncStore",
+    "AsyncStoreMixin",
     "Embedder",
     "FailureType",
     "JetpackModel",

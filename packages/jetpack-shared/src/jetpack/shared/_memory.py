@@ -49,7 +49,7 @@ def check_embedding(values: list[float]) -> list[float]:
         raise ValueError("must not be empty")
     if len(values) > MAX_EMBEDDING_DIMENSIONS:
         raise ValueError(f"has more than {MAX_EMBEDDING_DIMENSIONS} dimensions")
-    if not all(math.isfinite(v) for v in values):
+    if not all(map(math.isfinite, values)):
         raise ValueError("must hold finite numbers only")
     if not any(values):
         raise ValueError("is a zero vector; cosine similarity is undefined for it")

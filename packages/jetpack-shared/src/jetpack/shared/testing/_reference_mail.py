@@ -13,10 +13,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from jetpack.shared._base import parse
+from jetpack.shared._lifecycle import AsyncStoreMixin
 from jetpack.shared._mail import (
     AgentPresence,
     AgentStatus,
@@ -67,7 +67,7 @@ def _message_type(value: MessageType | str) -> MessageType:
         raise ValidationError("type", f"unknown message type {value!r}") from None
 
 
-class InMemoryMailBus:
+class InMemoryMailBus(AsyncStoreMixin):
     """A MailBus for one agent over a shared hub. Option: ``presence_window_ms``."""
 
     def __init__(
@@ -84,18 +84,6 @@ class InMemoryMailBus:
     def agent_id(self) -> str:
         """The agent this bus speaks for."""
         return self._agent_id
-
-    async def __aenter__(self) -> Self:
-        await self.initialize()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.shutdown()
 
     async def initialize(self) -> None:
         """Join the hub and start delivering."""
@@ -115,6 +103,10 @@ class InMemoryMailBus:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         self._worker = None
+
+    # ``async with bus`` (AsyncStoreMixin) opens and closes through these.
+    open = initialize
+    aclose = shutdown
 
     async def _deliver(self) -> None:
         while True:

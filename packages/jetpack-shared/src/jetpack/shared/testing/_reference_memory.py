@@ -15,10 +15,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from jetpack.shared._base import parse
+from jetpack.shared._lifecycle import AsyncStoreMixin
 from jetpack.shared._memory import (
     MemoryEntry,
     MemoryInput,
@@ -69,7 +69,7 @@ def _check_limit(limit: int) -> int:
     return limit
 
 
-class InMemoryMemoryStore:
+class InMemoryMemoryStore(AsyncStoreMixin):
     """A MemoryStore in dicts. Options: ``embedder``, ``max_entries``, ``protected_types``."""
 
     def __init__(
@@ -89,17 +89,6 @@ class InMemoryMemoryStore:
         self._lock = asyncio.Lock()
         if embedder is not None:
             self._db.dimensions = self._db.dimensions or embedder.dimensions
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     def _check_vector(self, vector: Sequence[float], dims: int | None, field: str) -> list[float]:
         try:

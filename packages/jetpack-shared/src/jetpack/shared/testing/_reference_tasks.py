@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from jetpack.shared._base import parse
+from jetpack.shared._lifecycle import AsyncStoreMixin
 from jetpack.shared._tasks import (
     FINAL_STATUSES,
     HELD_STATUSES,
@@ -44,7 +44,7 @@ from jetpack.shared.rules import (
 __all__ = ["InMemoryTaskStore"]
 
 
-class InMemoryTaskStore:
+class InMemoryTaskStore(AsyncStoreMixin):
     """A TaskStore kept in a dict. Options: ``retry_base_ms``, ``claim_ttl_ms``."""
 
     def __init__(
@@ -57,17 +57,6 @@ class InMemoryTaskStore:
         self._lock = asyncio.Lock()
         self.retry_base_ms = retry_base_ms
         self.claim_ttl_ms = check_ttl(claim_ttl_ms, "claim_ttl_ms")
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     # -- helpers -----------------------------------------------------------
 
