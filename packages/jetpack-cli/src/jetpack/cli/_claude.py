@@ -28,7 +28,6 @@ from jetpack.cli._executors import (
     failure_from_process,
 )
 from jetpack.cli._process import run_process
-from jetpack.cli.mcp import SERVER_NAME, mcp_config_for
 from jetpack.shared import FailureType
 
 __all__ = ["ClaudeCodeExecutor", "ClaudeOptions", "StreamJsonParser"]
@@ -136,8 +135,11 @@ class StreamJsonParser:
         return int(value) if isinstance(value, int) else None
 
 
-MCP_TOOLS = f"mcp__{SERVER_NAME}"
-"""Claude Code's permission name for every tool of the jetpack MCP server."""
+def _mcp_tools() -> str:
+    """Claude Code's permission name for every tool of the jetpack MCP server."""
+    from jetpack.cli.mcp import SERVER_NAME  # the MCP SDK loads only when used
+
+    return f"mcp__{SERVER_NAME}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +171,7 @@ class ClaudeOptions:
             args += ["--model", self.model]
         if self.permission_mode:
             args += ["--permission-mode", self.permission_mode]
-        allowed = [*self.allowed_tools, *([MCP_TOOLS] if jetpack_mcp_config else [])]
+        allowed = [*self.allowed_tools, *([_mcp_tools()] if jetpack_mcp_config else [])]
         if allowed:
             args += ["--allowedTools", ",".join(allowed)]
         if self.disallowed_tools:
@@ -212,6 +214,8 @@ class ClaudeCodeExecutor:
         """Write ``.jetpack/mcp/<agent>.json`` for ``--mcp-config``; return its path."""
         if not self.mcp_tools or self.project_dir is None:
             return None
+        from jetpack.cli.mcp import mcp_config_for  # the MCP SDK loads only when used
+
         config = mcp_config_for(
             agent_id, self.project_dir, [sys.executable, "-m", "jetpack.cli.mcp"]
         )

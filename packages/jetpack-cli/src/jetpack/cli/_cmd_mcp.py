@@ -13,7 +13,6 @@ import typer
 
 from jetpack.cli._app import app
 from jetpack.cli._common import fail, project_dir
-from jetpack.cli.mcp import AGENT_ID_ENV, PROJECT_DIR_ENV, serve_stdio
 from jetpack.shared.config import load_config
 from jetpack.shared.errors import JetpackError
 
@@ -24,7 +23,7 @@ __all__ = ["mcp"]
 def mcp(
     agent_id: Annotated[
         str | None,
-        typer.Option("--agent-id", help=f"Agent the tools act for (default: ${AGENT_ID_ENV})."),
+        typer.Option("--agent-id", help="Agent the tools act for (default: $JETPACK_AGENT_ID)."),
     ] = None,
 ) -> None:
     """Serve tasks, mail, leases and memory as MCP tools on stdio (for Claude Code and others).
@@ -32,6 +31,8 @@ def mcp(
     stdout carries the protocol; logs go to stderr. The project is ``--project``,
     or ``$JETPACK_PROJECT_DIR`` when the server is started by an agent.
     """
+    from jetpack.cli.mcp import AGENT_ID_ENV, PROJECT_DIR_ENV, serve_stdio  # SDK loads here
+
     root = Path(os.environ.get(PROJECT_DIR_ENV) or project_dir())
     agent = agent_id or os.environ.get(AGENT_ID_ENV) or "mcp-agent"
     logging.basicConfig(stream=sys.stderr, force=True, level=logging.WARNING)

@@ -14,7 +14,14 @@ from rich.live import Live
 
 from jetpack.cli._app import app
 from jetpack.cli._claude import ClaudeCodeExecutor
-from jetpack.cli._common import console, open_adapters, project_config, run_async
+from jetpack.cli._common import (
+    console,
+    open_adapters,
+    open_mail,
+    open_tasks,
+    project_config,
+    run_async,
+)
 from jetpack.cli._events import EVENT_LOG, EventLog, OrchestratorEvent, read_events
 from jetpack.cli._executors import CommandExecutor, DemoExecutor, Executor
 from jetpack.cli._orchestrator import Orchestrator, RunSummary, new_run_id
@@ -176,13 +183,11 @@ async def status(
 ) -> None:
     """Live agents of every running `jetpack start`, tasks by status, leases, recent events."""
     config = project_config()
-    async with open_adapters(config, agent_id="cli-status") as stores:
-        agents = await stores.mail.list_agents()
-        stats = await stores.tasks.get_stats()
-        held = await stores.tasks.list_tasks(
-            {"status": [TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS]}
-        )
-        leases = await stores.mail.list_leases()
+    async with open_tasks(config) as store, open_mail(config, agent_id="cli-status") as bus:
+        agents = await bus.list_agents()
+        stats = await store.get_stats()
+        held = await store.list_tasks({"status": [TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS]})
+        leases = await bus.list_leases()
     # The task store is the authority on who holds what; heartbeats may be a beat behind.
     holding = {t.assigned_agent: t for t in held if t.assigned_agent}
     agents = [

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from jetpack.cli._app import app
-from jetpack.cli._common import console, open_adapters, project_config, run_async
+from jetpack.cli._common import console, open_mail, open_memory, project_config, run_async
 from jetpack.shared import MemoryType, MessageType, utcnow
 
 __all__ = ["mail_app", "memory_app"]
@@ -29,11 +29,11 @@ async def send(
     sender: Annotated[str, typer.Option("--from", help="Sender id.")] = "cli",
 ) -> None:
     """Send a direct message (kept until acknowledged) or broadcast one."""
-    async with open_adapters(project_config(), agent_id=sender) as stores:
+    async with open_mail(project_config(), agent_id=sender) as store:
         if to == "*":
-            msg = await stores.mail.publish(kind, {"text": text})
+            msg = await store.publish(kind, {"text": text})
         else:
-            msg = await stores.mail.send_to(to, kind, {"text": text})
+            msg = await store.send_to(to, kind, {"text": text})
     console.print(msg.id)
 
 
@@ -45,11 +45,11 @@ async def inbox(
     ack: Annotated[bool, typer.Option(help="Acknowledge what is shown.")] = False,
 ) -> None:
     """Direct messages to an agent, oldest first."""
-    async with open_adapters(project_config(), agent_id=agent) as stores:
-        messages = await stores.mail.fetch_inbox(include_acked=include_acked)
+    async with open_mail(project_config(), agent_id=agent) as store:
+        messages = await store.fetch_inbox(include_acked=include_acked)
         if ack:
             for m in messages:
-                await stores.mail.acknowledge(m.id)
+                await store.acknowledge(m.id)
     table = Table("id", "time", "from", "type", "payload", title=f"inbox of {agent}")
     for m in messages:
         table.add_row(
@@ -62,8 +62,8 @@ async def inbox(
 @run_async
 async def leases() -> None:
     """Live file leases of every agent."""
-    async with open_adapters(project_config()) as stores:
-        found = await stores.mail.list_leases()
+    async with open_mail(project_config()) as store:
+        found = await store.list_leases()
     now = utcnow()
     table = Table("path", "agent", "mode", "expires in")
     for lease in found:
@@ -82,10 +82,8 @@ async def add(
     importance: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
 ) -> None:
     """Store a memory."""
-    async with open_adapters(project_config()) as stores:
-        memory_id = await stores.memory.store(
-            {"type": kind, "content": content, "importance": importance}
-        )
+    async with open_memory(project_config()) as store:
+        memory_id = await store.store({"type": kind, "content": content, "importance": importance})
     console.print(memory_id)
 
 
@@ -97,13 +95,13 @@ async def search(
     mode: Annotated[str, typer.Option(help="hybrid, text or semantic.")] = "hybrid",
 ) -> None:
     """Search memories (BM25 + vectors fused by RRF by default)."""
-    async with open_adapters(project_config()) as stores:
+    async with open_memory(project_config()) as store:
         if mode == "text":
-            found = await stores.memory.search(query, limit)
+            found = await store.search(query, limit)
         elif mode == "semantic":
-            found = await stores.memory.semantic_search_by_query(query, limit)
+            found = await store.semantic_search_by_query(query, limit)
         else:
-            found = await stores.memory.hybrid_search(query, limit)
+            found = await store.hybrid_search(query, limit)
     table = Table("id", "type", "imp.", "score", "content")
     for m in found:
         table.add_row(
@@ -120,8 +118,8 @@ async def search(
 @run_async
 async def stats() -> None:
     """Counts by type, importance, embedding coverage."""
-    async with open_adapters(project_config()) as stores:
-        found = await stores.memory.get_stats()
+    async with open_memory(project_config()) as store:
+        found = await store.get_stats()
     typer.echo(found.model_dump_json(indent=2))
 
 
@@ -131,10 +129,10 @@ async def compact(
     threshold: Annotated[float | None, typer.Option(help="Drop below this importance.")] = None,
 ) -> None:
     """Trim the store: below an importance threshold, or adaptively to its size limit."""
-    async with open_adapters(project_config()) as stores:
+    async with open_memory(project_config()) as store:
         removed = (
-            await stores.memory.compact(threshold)
+            await store.compact(threshold)
             if threshold is not None
-            else await stores.memory.adaptive_compact()
+            else await store.adaptive_compact()
         )
     console.print(f"removed {removed} memories")

@@ -11,7 +11,14 @@ import typer
 from rich.table import Table
 
 from jetpack.cli._app import app
-from jetpack.cli._common import console, fail, open_adapters, project_config, run_async
+from jetpack.cli._common import (
+    console,
+    fail,
+    open_mail,
+    open_tasks,
+    project_config,
+    run_async,
+)
 from jetpack.shared import Task, TaskPriority, TaskStatus, beads_jsonl
 from jetpack.shared.errors import NotFoundError
 
@@ -91,9 +98,10 @@ async def add(
         "max_retries": max_retries,
         "metadata": metadata,
     }
-    async with open_adapters(project_config()) as stores:
-        task = await stores.tasks.create_task(data)
-        await stores.mail.publish("task.created", {"task_id": task.id, "title": task.title})
+    config = project_config()
+    async with open_tasks(config) as store, open_mail(config) as bus:
+        task = await store.create_task(data)
+        await bus.publish("task.created", {"task_id": task.id, "title": task.title})
     typer.echo(_dump(task) if as_json else task.id)
 
 
@@ -106,8 +114,8 @@ async def list_(
 ) -> None:
     """List tasks (creation order)."""
     options: dict[str, Any] = {"status": status or None, "limit": limit}
-    async with open_adapters(project_config()) as stores:
-        tasks = await stores.tasks.list_tasks(options)
+    async with open_tasks(project_config()) as store:
+        tasks = await store.list_tasks(options)
     if as_json:
         typer.echo(json.dumps([t.model_dump(mode="json") for t in tasks]))
     else:
@@ -118,8 +126,8 @@ async def list_(
 @run_async
 async def show(task_id: str) -> None:
     """Show one task as JSON."""
-    async with open_adapters(project_config()) as stores:
-        task = await stores.tasks.get_task(task_id)
+    async with open_tasks(project_config()) as store:
+        task = await store.get_task(task_id)
     if task is None:
         raise fail(f"task {task_id!r} not found")
     typer.echo(_dump(task))
@@ -129,8 +137,8 @@ async def show(task_id: str) -> None:
 @run_async
 async def ready(limit: Annotated[int | None, typer.Option()] = None) -> None:
     """Tasks an agent could claim now, in claim order."""
-    async with open_adapters(project_config()) as stores:
-        tasks = await stores.tasks.get_ready_tasks(limit)
+    async with open_tasks(project_config()) as store:
+        tasks = await store.get_ready_tasks(limit)
     console.print(task_table(tasks, title=f"{len(tasks)} ready"))
 
 
@@ -160,9 +168,10 @@ async def update(
     }
     if not change:
         raise fail("nothing to change (give at least one option)")
-    async with open_adapters(project_config()) as stores:
-        task = await stores.tasks.update_task(task_id, change)
-        await stores.mail.publish("task.updated", {"task_id": task.id})
+    config = project_config()
+    async with open_tasks(config) as store, open_mail(config) as bus:
+        task = await store.update_task(task_id, change)
+        await bus.publish("task.updated", {"task_id": task.id})
     console.print(f"{task.id}: {task.status}")
 
 
@@ -170,12 +179,12 @@ async def update(
 @run_async
 async def done(task_id: str) -> None:
     """Mark a task completed by hand (claims it for `cli` when it is ready)."""
-    async with open_adapters(project_config()) as stores:
-        claimed = await stores.tasks.claim_task(task_id, "cli")
+    async with open_tasks(project_config()) as store:
+        claimed = await store.claim_task(task_id, "cli")
         if claimed is not None:
-            task = await stores.tasks.complete_task(task_id, "cli", result={"summary": "by hand"})
+            task = await store.complete_task(task_id, "cli", result={"summary": "by hand"})
         else:
-            task = await stores.tasks.update_task(task_id, {"status": TaskStatus.COMPLETED})
+            task = await store.update_task(task_id, {"status": TaskStatus.COMPLETED})
     console.print(f"{task.id}: {task.status}")
 
 
@@ -183,8 +192,8 @@ async def done(task_id: str) -> None:
 @run_async
 async def delete(task_id: str) -> None:
     """Delete a task nobody depends on."""
-    async with open_adapters(project_config()) as stores:
-        if not await stores.tasks.delete_task(task_id):
+    async with open_tasks(project_config()) as store:
+        if not await store.delete_task(task_id):
             raise NotFoundError("task", task_id)
     console.print(f"deleted {task_id}")
 
@@ -200,11 +209,11 @@ async def import_(
     """Import beads-style JSONL (all or nothing; existing ids are skipped unless --replace)."""
     text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     tasks = beads_jsonl.issues_to_tasks(beads_jsonl.parse_issues(text.splitlines()))
-    async with open_adapters(project_config()) as stores:
-        existing = {t.id for t in await stores.tasks.list_tasks()}
+    async with open_tasks(project_config()) as store:
+        existing = {t.id for t in await store.list_tasks()}
         new = tasks if replace else [t for t in tasks if t.id not in existing]
         if new:
-            await stores.tasks.import_tasks(new, replace=replace)
+            await store.import_tasks(new, replace=replace)
     skipped = len(tasks) - len(new)
     console.print(f"imported {len(new)} tasks" + (f", skipped {skipped}" if skipped else ""))
 
@@ -215,8 +224,8 @@ async def export(
     path: Annotated[Path | None, typer.Argument(help="Output file (default: stdout).")] = None,
 ) -> None:
     """Export every task as beads-style JSONL."""
-    async with open_adapters(project_config()) as stores:
-        lines = beads_jsonl.export_lines(await stores.tasks.list_tasks())
+    async with open_tasks(project_config()) as store:
+        lines = beads_jsonl.export_lines(await store.list_tasks())
     text = "".join(lines)
     if path is None:
         sys.stdout.write(text)

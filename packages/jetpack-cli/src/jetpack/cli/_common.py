@@ -14,9 +14,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from jetpack.shared import MailBus, MemoryStore, TaskStore
 from jetpack.shared.config import CONFIG_FILE, JetpackConfig, load_config
 from jetpack.shared.errors import BackendNotInstalledError, JetpackError
-from jetpack.shared.registry import Adapters, create_adapters
+from jetpack.shared.registry import Adapters, create_adapters, create_store
 
 __all__ = [
     "console",
@@ -63,6 +64,24 @@ def project_config(*, require_init: bool = True) -> JetpackConfig:
 def open_adapters(config: JetpackConfig, agent_id: str = "cli") -> Adapters:
     """The project's three stores, from the installed backends."""
     return create_adapters(config, agent_id=agent_id)
+
+
+def open_tasks(config: JetpackConfig) -> TaskStore:
+    """Only the task store (commands that need one store open one store)."""
+    store: TaskStore = create_store(config, "tasks")
+    return store
+
+
+def open_mail(config: JetpackConfig, agent_id: str = "cli") -> MailBus:
+    """Only the mail bus, speaking for ``agent_id``."""
+    bus: MailBus = create_store(config, "mail", agent_id=agent_id)
+    return bus
+
+
+def open_memory(config: JetpackConfig) -> MemoryStore:
+    """Only the memory store (opening it may load the embedding model)."""
+    store: MemoryStore = create_store(config, "memory")
+    return store
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
