@@ -16,10 +16,9 @@ from jetpack.shared.beads_jsonl import (
     task_to_issue,
 )
 from jetpack.shared.errors import ConflictError, ValidationError
-from jetpack.shared.testing import InMemoryTaskStore
+from jetpack.shared.testing import InMemoryTaskStore, sample_path
 
-# The sample sits beside the repository: <repo>/../shared/data/beads/issues.jsonl
-SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "beads" / "issues.jsonl"
+SAMPLE = sample_path("beads/issues.jsonl")
 
 
 async def test_the_beads_sample_imports_and_round_trips_through_any_store(tmp_path: Path) -> None:

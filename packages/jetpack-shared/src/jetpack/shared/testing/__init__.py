@@ -5,8 +5,17 @@ imports this package. A backend's tests subclass :class:`TaskStoreContract`,
 :class:`MailBusContract` or :class:`MemoryStoreContract` and supply one
 :class:`StoreSpec` fixture. The in-memory reference stores pass the kit (that
 is how the kit itself is tested); they are test aids, never registered backends.
+Shared test data (the beads sample, the memory-eval set) ships in ``data/``:
+read it with :func:`sample_path` and :func:`memory_eval_set`.
 """
 
+from jetpack.shared.testing._data import (
+    EvalQuery,
+    MemoryEvalSet,
+    memory_eval_set,
+    recall_at,
+    sample_path,
+)
 from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._mail_contract import MailBusContract
 from jetpack.shared.testing._memory_contract import KitEmbedder, MemoryStoreContract
@@ -17,6 +26,7 @@ from jetpack.shared.testing._spec import StoreSpec
 from jetpack.shared.testing._task_contract import TaskStoreContract
 
 __all__ = [
+    "EvalQuery",
     "InMemoryMailBus",
     "InMemoryMailHub",
     "InMemoryMemoryDB",
@@ -24,8 +34,12 @@ __all__ = [
     "InMemoryTaskStore",
     "KitEmbedder",
     "MailBusContract",
+    "MemoryEvalSet",
     "MemoryStoreContract",
     "StoreSpec",
     "TaskStoreContract",
     "eventually",
+    "memory_eval_set",
+    "recall_at",
+    "sample_path",
 ]
