@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from jetpack.shared.rules import (
     claim_order_key,
     dependants_closure,
     find_cycle,
+    fuse_hybrid,
     has_skills,
     is_ready,
     new_task_id,
@@ -19,7 +21,6 @@ from jetpack.shared.rules import (
     paths_overlap,
     retention_score,
     retry_delay_ms,
-    rrf_fuse,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -117,10 +118,82 @@ def test_paths_overlap(a: str, b: str, overlap: bool) -> None:
     assert paths_overlap(b, a) is overlap
 
 
-def test_rrf_fuses_and_breaks_ties_stably() -> None:
-    fused = rrf_fuse([["a", "b", "c"], ["b", "d"]], k=60)
-    assert [key for key, _ in fused] == ["b", "a", "d", "c"]
-    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+def keys(fused: list[tuple[str, float]]) -> list[str]:
+    return [key for key, _ in fused]
+
+
+def test_fusion_formula() -> None:
+    """0.8 x min-max cosine + 0.2 x BM25 / best BM25; a key missing from a list gets 0 there."""
+    fused = dict(
+        fuse_hybrid(
+            [("a", 4.0), ("b", 3.0), ("c", 2.5)],
+            [("b", 0.9), ("d", 0.7), ("a", 0.5)],
+        )
+    )
+    assert fused == pytest.approx(
+        {"a": 0.2, "b": 0.8 + 0.2 * 3 / 4, "c": 0.2 * 2.5 / 4, "d": 0.8 * 0.5}
+    )
+
+
+def test_semantic_answer_beats_weak_lexical_distractors() -> None:
+    """Same-topic notes that share common words with the query do not bury the answer
+    only the embedding finds (what reciprocal rank fusion did: a key in both lists won)."""
+    text = [(f"topic-{i}", 6.0 - i / 10) for i in range(20)]
+    semantic = [("answer", 0.62)] + [(f"topic-{i}", 0.45 - i / 100) for i in range(20)]
+    assert keys(fuse_hybrid(text, semantic))[0] == "answer"
+
+
+def test_lexical_evidence_breaks_near_ties_of_the_embedding() -> None:
+    fused = fuse_hybrid([("b", 5.0), ("x", 4.0)], [("a", 0.80), ("b", 0.79), ("c", 0.10)])
+    assert keys(fused)[:2] == ["b", "a"]
+
+
+def test_a_decisive_lexical_match_leads_even_without_a_vector() -> None:
+    """An exact identifier (best BM25 >= 2 x the runner-up) leads, even when absent from
+    the vector results (no vector yet, or the embedding misses it)."""
+    semantic = [(f"s{i}", 0.9 - i / 100) for i in range(50)]
+    fused = fuse_hybrid([("bd-7f3a", 20.0), ("other", 6.0)], semantic)
+    assert fused[0] == ("bd-7f3a", pytest.approx(1.2))
+    assert keys(fuse_hybrid([("only", 3.0)], semantic))[0] == "only", "a lone hit is decisive"
+    not_decisive = fuse_hybrid([("t", 10.0), ("u", 6.0)], semantic)
+    assert keys(not_decisive)[0] == "s0"
+    assert keys(fuse_hybrid([("t", 10.0), ("u", 6.0)], semantic, decisive_ratio=1.5))[0] == "t"
+
+
+def test_fusion_edges() -> None:
+    assert fuse_hybrid([], []) == []
+    assert dict(fuse_hybrid([("a", 2.0), ("b", 1.5)], [])) == pytest.approx({"a": 0.2, "b": 0.15})
+    assert fuse_hybrid([], [("a", 0.3), ("b", 0.5)]) == [("b", 0.8), ("a", 0.0)]
+    assert fuse_hybrid([], [("a", 0.4), ("b", 0.4)]) == [("a", 0.8), ("b", 0.8)], "ties: order"
+    assert fuse_hybrid([("a", 0.0), ("b", -2.0)], [("c", 0.1)]) == [
+        ("c", 0.8),
+        ("a", 0.0),
+        ("b", 0.0),
+    ], "BM25 of 0 or less is no lexical evidence (and never decisive)"
+    assert fuse_hybrid([("a", 3.0), ("a", 1.0), ("b", 1.0)], []) == fuse_hybrid(
+        [("a", 3.0), ("b", 1.0)], []
+    ), "the first score of a repeated key counts"
+    text, semantic = [("a", 2.0), ("b", 1.9), ("c", 0.4)], [("c", 0.9), ("a", 0.2), ("d", 0.5)]
+    fused = fuse_hybrid(text, semantic)
+    assert keys(fused) == ["c", "d", "a", "b"]
+    assert fuse_hybrid(text[::-1], semantic[::-1]) == fused, "scores decide, not input order"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"text": [("a", float("nan"))]}, "text"),
+        ({"semantic": [("a", float("inf"))]}, "semantic"),
+        ({"semantic": [("a", "0.5")]}, "semantic"),
+        ({"text_weight": 1.5}, "text_weight"),
+        ({"decisive_ratio": 0.5}, "decisive_ratio"),
+    ],
+)
+def test_fusion_refuses_bad_input(kwargs: dict[str, Any], field: str) -> None:
+    args: dict[str, Any] = {"text": [("a", 1.0)], "semantic": [("a", 0.5)], **kwargs}
+    with pytest.raises(ValidationError) as caught:
+        fuse_hybrid(**args)
+    assert caught.value.field == field
 
 
 def test_retention_score_prefers_important_recent_used() -> None:

@@ -12,7 +12,12 @@ from jetpack.shared.rules._paths import (
     normalize_lease_path,
     paths_overlap,
 )
-from jetpack.shared.rules._ranking import RRF_K, retention_score, rrf_fuse
+from jetpack.shared.rules._ranking import (
+    HYBRID_DECISIVE_RATIO,
+    HYBRID_TEXT_WEIGHT,
+    fuse_hybrid,
+    retention_score,
+)
 from jetpack.shared.rules._tasks import (
     DEFAULT_CLAIM_TTL_MS,
     DEFAULT_RETRY_BASE_MS,
@@ -31,9 +36,10 @@ from jetpack.shared.rules._tasks import (
 __all__ = [
     "DEFAULT_CLAIM_TTL_MS",
     "DEFAULT_RETRY_BASE_MS",
+    "HYBRID_DECISIVE_RATIO",
+    "HYBRID_TEXT_WEIGHT",
     "MAX_PATH_CHARS",
     "MAX_RETRY_DELAY_MS",
-    "RRF_K",
     "Retry",
     "base36",
     "check_agent_id",
@@ -41,6 +47,7 @@ __all__ = [
     "claim_order_key",
     "dependants_closure",
     "find_cycle",
+    "fuse_hybrid",
     "has_skills",
     "is_final",
     "is_glob",
@@ -54,5 +61,4 @@ __all__ = [
     "paths_overlap",
     "retention_score",
     "retry_delay_ms",
-    "rrf_fuse",
 ]

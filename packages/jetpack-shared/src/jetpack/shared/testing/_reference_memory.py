@@ -30,7 +30,7 @@ from jetpack.shared._memory import (
 from jetpack.shared._protocols import Embedder
 from jetpack.shared._time import utcnow
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
-from jetpack.shared.rules import new_memory_id, retention_score, rrf_fuse
+from jetpack.shared.rules import fuse_hybrid, new_memory_id, retention_score
 
 __all__ = ["InMemoryMemoryDB", "InMemoryMemoryStore", "tokenize"]
 
@@ -230,14 +230,15 @@ class InMemoryMemoryStore(AsyncStoreMixin):
         return await self.semantic_search(vector, limit)
 
     async def hybrid_search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
-        """RRF of BM25 and vector ranks."""
+        """BM25 and cosine results fused by :func:`jetpack.shared.rules.fuse_hybrid`."""
         _check_limit(limit)
-        text = [i for i, _ in self._bm25(query)]
+        text = self._bm25(query)
         if self._embedder is None or not self._db.vectors:
-            return self._with_score(self._bm25(query), limit)
+            return self._with_score(text, limit)
         (vector,) = await self._embedder.embed([query])
-        semantic = [i for i, _ in self._cosine_rank(vector)][: max(limit * 5, 50)]
-        return self._with_score(rrf_fuse([text[: max(limit * 5, 50)], semantic]), limit)
+        depth = max(limit * 5, 50)
+        fused = fuse_hybrid(text[:depth], self._cosine_rank(vector)[:depth])
+        return self._with_score(fused, limit)
 
     async def compact(self, threshold: float) -> int:
         """Delete unprotected entries below ``threshold``."""
