@@ -9,6 +9,8 @@ overlapping patterns never coexist.
 from __future__ import annotations
 
 import posixpath
+import re
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from jetpack.shared.errors import ValidationError
@@ -47,34 +49,142 @@ def normalize_lease_path(path: str, field: str = "path") -> str:
 
 
 def paths_overlap(a: str, b: str) -> bool:
-    """True when some path matches both normalised patterns ``a`` and ``b``."""
-    return _segments_overlap(tuple(a.split("/")), tuple(b.split("/")))
+    """True when some path matches both normalised patterns ``a`` and ``b``.
+
+    No recursion and about linear in the pattern lengths (quadratic only for
+    contrived patterns), so the longest paths (:data:`MAX_PATH_CHARS`) with any
+    number of wildcards are safe. Results are cached: lease checks ask the same
+    pairs again and again.
+    """
+    return _paths_overlap(a, b)
 
 
 @lru_cache(maxsize=4096)
-def _segments_overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    if not a and not b:
-        return True
-    if a and a[0] == "**":
-        return _segments_overlap(a[1:], b) or (bool(b) and _segments_overlap(a, b[1:]))
-    if b and b[0] == "**":
-        return _segments_overlap(a, b[1:]) or (bool(a) and _segments_overlap(a[1:], b))
-    if not a or not b:
+def _paths_overlap(a: str, b: str) -> bool:
+    return _segments_overlap(_collapse(a.split("/")), _collapse(b.split("/")))
+
+
+def _collapse(segments: list[str]) -> list[str]:
+    """Runs of ``**`` segments mean the same as one."""
+    out: list[str] = []
+    for segment in segments:
+        if not (segment == "**" and out and out[-1] == "**"):
+            out.append(segment)
+    return out
+
+
+def _segments_overlap(a: list[str], b: list[str]) -> bool:
+    """Whether two segment lists (``**`` = any run of whole segments) share a path.
+
+    Without ``**`` on either side the segments pair up one to one. With ``**``
+    on both sides, the middle of a common path can hold the inner segments of
+    both, so only the segments before the first and after the last ``**`` must
+    agree. With ``**`` on one side only, the other is a fixed list: match the
+    first and last pieces at its ends and each inner piece leftmost in between
+    (leftmost is never worse: it leaves the most room for the rest).
+    """
+    star_a, star_b = "**" in a, "**" in b
+    if not star_a and not star_b:
+        return len(a) == len(b) and all(map(_glob_overlap, a, b))
+    if star_a and star_b:
+        return _ends_agree(a, b, "**", _glob_overlap)
+    if star_b:
+        a, b = b, a
+    pieces = _split(a, "**")
+    first, last = pieces[0], pieces[-1]
+    if len(first) + len(last) > len(b):
         return False
-    return _glob_overlap(a[0], b[0]) and _segments_overlap(a[1:], b[1:])
+    end = len(b) - len(last)
+    if not all(map(_glob_overlap, first, b[: len(first)])):
+        return False
+    if not all(map(_glob_overlap, last, b[end:])):
+        return False
+    pos = len(first)
+    for piece in pieces[1:-1]:
+        found = _find_segments(piece, b, pos, end)
+        if found < 0:
+            return False
+        pos = found + len(piece)
+    return True
+
+
+def _split(items: list[str], star: str) -> list[list[str]]:
+    pieces: list[list[str]] = [[]]
+    for item in items:
+        if item == star:
+            pieces.append([])
+        else:
+            pieces[-1].append(item)
+    return pieces
+
+
+def _find_segments(piece: list[str], word: list[str], start: int, end: int) -> int:
+    """Leftmost index >= ``start`` where ``piece`` fits in ``word[:end]``, or -1."""
+    size = len(piece)
+    for at in range(start, end - size + 1):
+        if all(map(_glob_overlap, piece, word[at : at + size])):
+            return at
+    return -1
+
+
+def _ends_agree(
+    a: Sequence[str], b: Sequence[str], star: str, agree: Callable[[str, str], bool]
+) -> bool:
+    """Both hold ``star``: the parts before the first and after the last must agree."""
+    head = min(a.index(star), b.index(star))
+    tail = min(len(a) - 1 - _last(a, star), len(b) - 1 - _last(b, star))
+    if not all(map(agree, a[:head], b[:head])):
+        return False
+    return tail == 0 or all(map(agree, a[len(a) - tail :], b[len(b) - tail :]))
+
+
+def _last(items: Sequence[str], star: str) -> int:
+    return len(items) - 1 - list(reversed(items)).index(star)
+
+
+_STAR_RUN = re.compile(r"\*{2,}")
 
 
 @lru_cache(maxsize=4096)
 def _glob_overlap(x: str, y: str) -> bool:
-    """True when one string within a segment matches both glob segments."""
-    if not x and not y:
-        return True
-    if x and x[0] == "*":
-        return _glob_overlap(x[1:], y) or (bool(y) and _glob_overlap(x, y[1:]))
-    if y and y[0] == "*":
-        return _glob_overlap(x, y[1:]) or (bool(x) and _glob_overlap(x[1:], y))
-    if not x or not y:
+    """True when one string within a segment matches both glob segments.
+
+    The same three cases as :func:`_segments_overlap`, on characters: ``*`` is
+    any run, ``?`` any one character.
+    """
+    x, y = _STAR_RUN.sub("*", x), _STAR_RUN.sub("*", y)
+    star_x, star_y = "*" in x, "*" in y
+    if not star_x and not star_y:
+        return len(x) == len(y) and all(map(_char_agree, x, y))
+    if star_x and star_y:
+        return _ends_agree(x, y, "*", _char_agree)
+    if star_y:
+        x, y = y, x
+    pieces = x.split("*")
+    first, last = pieces[0], pieces[-1]
+    if len(first) + len(last) > len(y):
         return False
-    if x[0] == "?" or y[0] == "?" or x[0] == y[0]:
-        return _glob_overlap(x[1:], y[1:])
-    return False
+    end = len(y) - len(last)
+    if not all(map(_char_agree, first, y[: len(first)])):
+        return False
+    if not all(map(_char_agree, last, y[end:])):
+        return False
+    pos = len(first)
+    for piece in pieces[1:-1]:
+        found = _piece_regex(piece).search(y, pos, end)
+        if found is None:
+            return False
+        pos = found.end()
+    return True
+
+
+def _char_agree(p: str, q: str) -> bool:
+    return p == q or p == "?" or q == "?"
+
+
+@lru_cache(maxsize=1024)
+def _piece_regex(piece: str) -> re.Pattern[str]:
+    """A star-free glob piece as a regex over strings that may hold ``?`` themselves."""
+    return re.compile(
+        "".join("." if c == "?" else "[" + re.escape(c) + r"?]" for c in piece), re.DOTALL
+    )
