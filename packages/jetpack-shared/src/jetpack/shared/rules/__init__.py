@@ -4,7 +4,13 @@ Backends (and the in-memory reference store) call these so that readiness,
 back-off, lease overlap, ranking and ids mean the same thing everywhere.
 """
 
-from jetpack.shared.rules._checks import check_agent_id, check_ttl
+from jetpack.shared.rules._checks import (
+    MAX_TTL_MS,
+    check_agent_id,
+    check_json_object,
+    check_text,
+    check_ttl,
+)
 from jetpack.shared.rules._ids import base36, new_id, new_memory_id, new_message_id, new_task_id
 from jetpack.shared.rules._paths import (
     MAX_PATH_CHARS,
@@ -18,6 +24,9 @@ from jetpack.shared.rules._tasks import (
     DEFAULT_RETRY_BASE_MS,
     MAX_RETRY_DELAY_MS,
     Retry,
+    blocker_for,
+    blocker_names,
+    check_imported,
     claim_order_key,
     dependants_closure,
     find_cycle,
@@ -25,7 +34,11 @@ from jetpack.shared.rules._tasks import (
     is_final,
     is_ready,
     next_after_failure,
+    plan_block,
+    resettle,
     retry_delay_ms,
+    status_change,
+    topological_order,
 )
 
 __all__ = [
@@ -33,10 +46,16 @@ __all__ = [
     "DEFAULT_RETRY_BASE_MS",
     "MAX_PATH_CHARS",
     "MAX_RETRY_DELAY_MS",
+    "MAX_TTL_MS",
     "RRF_K",
     "Retry",
     "base36",
+    "blocker_for",
+    "blocker_names",
     "check_agent_id",
+    "check_imported",
+    "check_json_object",
+    "check_text",
     "check_ttl",
     "claim_order_key",
     "dependants_closure",
@@ -52,7 +71,11 @@ __all__ = [
     "next_after_failure",
     "normalize_lease_path",
     "paths_overlap",
+    "plan_block",
+    "resettle",
     "retention_score",
     "retry_delay_ms",
     "rrf_fuse",
+    "status_change",
+    "topological_order",
 ]
