@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -514,7 +514,7 @@ class TaskStoreContract:
         task = await store.create_task({"title": "t", "max_retries": 3})
         await store.claim_task(task.id, "agent-1", ttl_ms=100)
         await asyncio.sleep(0.25)
-        calls = {
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
             "renew": lambda: store.renew_claim(task.id, "agent-1", ttl_ms=60_000),
             "start": lambda: store.start_task(task.id, "agent-1"),
             "complete": lambda: store.complete_task(task.id, "agent-1"),
@@ -568,7 +568,6 @@ class TaskStoreContract:
         below = await store.create_task({"title": "below", "dependencies": [task.id]})
         updated = await store.update_task(task.id, {"dependencies": [root.id]})
         assert names(updated, root.id)
-        assert (await store.get_task(below.id)) is not None
         below_now = await store.get_task(below.id)
         assert below_now is not None and below_now.status is TaskStatus.BLOCKED
         late = await store.create_task({"title": "late"})
@@ -645,12 +644,13 @@ class TaskStoreContract:
     ) -> None:
         """import_tasks of a claimed/in_progress task needs its agent and expiry (else status)."""
         now = utcnow()
-        base = {"title": "t", "created_at": now, "updated_at": now}
-        for status, extra in [
+        base: dict[str, Any] = {"title": "t", "created_at": now, "updated_at": now}
+        cases: list[tuple[str, dict[str, Any]]] = [
             ("claimed", {}),
             ("in_progress", {"assigned_agent": "agent-1"}),
             ("claimed", {"claim_expires_at": now + timedelta(minutes=5)}),
-        ]:
+        ]
+        for status, extra in cases:
             with pytest.raises(ValidationError) as info:
                 await store.import_tasks([{**base, "id": "bd-held", "status": status, **extra}])
             assert info.value.field == "status"
