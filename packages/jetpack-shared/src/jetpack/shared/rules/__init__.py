@@ -4,6 +4,7 @@ Backends (and the in-memory reference store) call these so that readiness,
 back-off, lease overlap, ranking and ids mean the same thing everywhere.
 """
 
+from jetpack.shared._memory import FLOAT32_MAX, float32_problem
 from jetpack.shared.rules._checks import (
     MAX_TTL_MS,
     check_agent_id,
@@ -12,6 +13,7 @@ from jetpack.shared.rules._checks import (
     check_ttl,
 )
 from jetpack.shared.rules._ids import base36, new_id, new_memory_id, new_message_id, new_task_id
+from jetpack.shared.rules._messages import Outgoing, outgoing
 from jetpack.shared.rules._paths import (
     MAX_PATH_CHARS,
     is_glob,
@@ -44,10 +46,12 @@ from jetpack.shared.rules._tasks import (
 __all__ = [
     "DEFAULT_CLAIM_TTL_MS",
     "DEFAULT_RETRY_BASE_MS",
+    "FLOAT32_MAX",
     "MAX_PATH_CHARS",
     "MAX_RETRY_DELAY_MS",
     "MAX_TTL_MS",
     "RRF_K",
+    "Outgoing",
     "Retry",
     "base36",
     "blocker_for",
@@ -60,6 +64,7 @@ __all__ = [
     "claim_order_key",
     "dependants_closure",
     "find_cycle",
+    "float32_problem",
     "has_skills",
     "is_final",
     "is_glob",
@@ -70,6 +75,7 @@ __all__ = [
     "new_task_id",
     "next_after_failure",
     "normalize_lease_path",
+    "outgoing",
     "paths_overlap",
     "plan_block",
     "resettle",

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from jetpack.shared._base import text_problem
 from jetpack.shared.errors import ValidationError
 
 __all__ = ["MAX_PATH_CHARS", "is_glob", "normalize_lease_path", "paths_overlap"]
@@ -37,6 +38,9 @@ def normalize_lease_path(path: str, field: str = "path") -> str:
         raise ValidationError(field, f"is longer than {MAX_PATH_CHARS} characters")
     if "\x00" in path:
         raise ValidationError(field, "must not contain NUL")
+    problem = text_problem(path)
+    if problem:
+        raise ValidationError(field, problem)
     raw = path.strip().replace("\\", "/")
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
         raise ValidationError(field, f"{path!r} is absolute; use a project-relative path")
