@@ -80,7 +80,7 @@ async def test_sigkilled_holder_loses_its_claim_after_the_ttl(
     rest = {t.id: t for t in await store.list_tasks()}
     assert len(rest) == 5
     untouched = [rest[t.id] for t in others if t.id != first.id]
-    assert all(t.status is TaskStatus.PENDING and t.version == 1 for t in untouched)
+    assert all(t.status is TaskStatus.READY and t.version == 1 for t in untouched)
     assert integrity(db_path) == "ok"
 
 

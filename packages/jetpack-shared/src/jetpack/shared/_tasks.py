@@ -210,9 +210,9 @@ class TaskListOptions(JetpackModel):
 
     status: list[TaskStatus] | None = Field(default=None, description="Any of these statuses.")
     priority: list[TaskPriority] | None = Field(default=None, description="Any of these.")
-    assigned_agent: str | None = Field(default=None, description="Held by this agent.")
-    branch: str | None = Field(default=None, description="On this branch.")
-    tag: str | None = Field(default=None, description="Carrying this tag.")
+    assigned_agent: Identifier | None = Field(default=None, description="Held by this agent.")
+    branch: str | None = Field(default=None, max_length=255, description="On this branch.")
+    tag: Label | None = Field(default=None, description="Carrying this tag.")
     limit: int | None = Field(default=None, ge=1, le=100_000, description="At most this many.")
     offset: int = Field(default=0, ge=0, description="Skip this many first.")
 

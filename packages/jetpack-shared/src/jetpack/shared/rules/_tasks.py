@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -269,10 +270,10 @@ def topological_order(
             if dep in members:
                 waiting[node] += 1
                 below[dep].append(node)
-    ready = [node for node in order if waiting[node] == 0]
+    ready = deque(node for node in order if waiting[node] == 0)
     out: list[str] = []
     while ready:
-        node = ready.pop(0)
+        node = ready.popleft()
         out.append(node)
         for child in below[node]:
             waiting[child] -= 1

@@ -135,11 +135,12 @@ class InMemoryTaskStore(AsyncStoreMixin):
             assert label is not None
             for dep_id, blockers in plan_block(new.id, label, self._dependants_of, self._tasks.get):
                 self._put(self._tasks[dep_id], status=TaskStatus.BLOCKED, blockers=blockers)
-        elif new.status is TaskStatus.COMPLETED:
-            for dep_id in self._dependants_of(new.id):
-                self._resettle(self._tasks[dep_id])
         elif old.status in (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.COMPLETED):
             self._resettle_closure(new.id)
+        elif new.status is TaskStatus.COMPLETED:
+            for dep_id in self._dependants_of(new.id):  # promote: pending ones may be ready
+                if self._tasks[dep_id].status is TaskStatus.PENDING:
+                    self._resettle(self._tasks[dep_id])
 
     def _resettle_closure(self, task_id: str) -> None:
         closure = dependants_closure(task_id, self._dependants_of)
