@@ -331,10 +331,12 @@ class MailBusContract:
             "run-1",
         )
         assert sent.from_agent == "agent-a" and sent.to_agent is None and not sent.ack_required
-        direct = await a.send_to(
-            "agent-b", draft.model_copy(update={"type": MessageType.COORDINATION_REQUEST})
+        request = draft.model_copy(
+            update={"type": MessageType.COORDINATION_REQUEST, "ack_required": True}
         )
+        direct = await a.send_to("agent-b", request)
         assert direct.to_agent == "agent-b" and direct.type is MessageType.COORDINATION_REQUEST
+        assert direct.ack_required and direct.payload == {"pct": 50}
         assert await eventually(lambda: {m.id for m in got} >= {sent.id, direct.id})
         assert [m.id for m in await b.fetch_inbox()] == [direct.id]
         cases: list[tuple[str, Callable[[], Awaitable[object]]]] = [
@@ -345,7 +347,7 @@ class MailBusContract:
                 lambda: a.send_to("agent-b", draft.model_copy(update={"to_agent": "agent-c"})),
             ),
             ("payload", lambda: a.publish(draft, {"also": 1})),
-            ("from_agent", lambda: b.send_to("agent-a", draft)),
+            ("from_agent", lambda: b.send_to("agent-a", request)),
         ]
         for field, call in cases:
             with pytest.raises(ValidationError) as info:
