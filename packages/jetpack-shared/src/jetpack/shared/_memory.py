@@ -23,7 +23,9 @@ __all__ = [
 MAX_EMBEDDING_DIMENSIONS = 4096
 """Largest vector accepted."""
 FLOAT32_MAX = 3.4028234663852886e38
-"""Largest finite float32: vectors are stored as float32, so no value and no length above it."""
+"""Largest finite float32. Vectors are stored and compared as float32, where cosine
+similarity squares them: a vector's length may be at most ``sqrt(FLOAT32_MAX)``."""
+_MAX_NORM = math.sqrt(FLOAT32_MAX)
 _FLOAT32_TINY = 1.401298464324817e-45
 """Smallest positive float32 (a subnormal): smaller magnitudes round to 0."""
 
@@ -51,9 +53,9 @@ Importance = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 def check_embedding(values: list[float]) -> list[float]:
     """Refuse empty, oversized, non-finite and zero vectors, and vectors float32 cannot hold.
 
-    Vectors are stored as float32: a value or a length (L2 norm) above
-    :data:`FLOAT32_MAX` would become infinite, and a vector whose every value is
-    below float32's smallest step would become a zero vector.
+    Vectors are stored and compared as float32: a length (L2 norm) above
+    ``sqrt(FLOAT32_MAX)`` (about 1.8e19) overflows when squared, and a vector
+    whose every value is below float32's smallest step becomes a zero vector.
     """
     if not values:
         raise ValueError("must not be empty")
@@ -75,10 +77,10 @@ def float32_problem(norm: float, nonzero: bool, nonzero_as_float32: bool) -> str
     """Why a finite vector cannot be stored as float32 (from its norm and zero tests), or None."""
     if not nonzero:
         return "is a zero vector; cosine similarity is undefined for it"
-    if norm > FLOAT32_MAX:
+    if norm > _MAX_NORM:
         return (
-            f"does not fit float32: a value or the vector's length exceeds {FLOAT32_MAX:.4g}"
-            " (it would be stored as infinity); scale it down"
+            f"does not fit float32: its length {norm:.3g} exceeds {_MAX_NORM:.3g}, so its"
+            " square (used by cosine similarity) would be infinite; scale it down"
         )
     if not nonzero_as_float32:
         return (

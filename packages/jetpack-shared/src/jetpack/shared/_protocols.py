@@ -404,8 +404,8 @@ class MemoryStore(AsyncStore, Protocol):
 
     A store keeps one vector size: its embedder's, or else the first vector
     stored. Other sizes, zero vectors, non-finite values and vectors that do
-    not fit float32 (a value or the length over 3.4e38, or every value rounding
-    to 0) are ValidationErrors naming ``embedding``.
+    not fit float32 (a length over about 1.8e19, whose square float32 cannot
+    hold, or every value rounding to 0) are ValidationErrors naming ``embedding``.
     """
 
     async def store(self, entry: MemoryInput | Mapping[str, Any]) -> str:
