@@ -10,6 +10,7 @@ is how the kit itself is tested); they are test aids, never registered backends.
 from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._mail_contract import MailBusContract
 from jetpack.shared.testing._memory_contract import KitEmbedder, MemoryStoreContract
+from jetpack.shared.testing._procs import first_open_race
 from jetpack.shared.testing._reference_mail import InMemoryMailBus, InMemoryMailHub
 from jetpack.shared.testing._reference_memory import InMemoryMemoryDB, InMemoryMemoryStore
 from jetpack.shared.testing._reference_tasks import InMemoryTaskStore
@@ -28,4 +29,5 @@ __all__ = [
     "StoreSpec",
     "TaskStoreContract",
     "eventually",
+    "first_open_race",
 ]
