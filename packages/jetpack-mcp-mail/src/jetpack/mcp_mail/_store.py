@@ -297,13 +297,24 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
 
     async def _send(
         self,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None,
         to_agent: str | None,
         correlation_id: str | None,
-        ack_required: bool,
+        ack_required: bool | None,
     ) -> Message:
-        kind = message_type(type)
+        """Send to ``to_agent`` (None: broadcast) the parts given, or a whole Message."""
+        out = outgoing(
+            self._agent_id,
+            type,
+            payload,
+            correlation_id,
+            ack_required,
+            to_agent=to_agent,
+            default_ack=to_agent is not None,
+        )
+        kind = message_type(out.type)
+        payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload", "must be a JSON object")
         if not isinstance(ack_required, bool):
@@ -355,16 +366,7 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         ``type`` may be a whole Message from this agent (the seed's
         ``publish(message)``); the bus assigns its id, timestamp and seq.
         """
-        out = outgoing(
-            self._agent_id,
-            type,
-            payload,
-            correlation_id,
-            ack_required,
-            to_agent=None,
-            default_ack=False,
-        )
-        return await self._send(out.type, out.payload, None, out.correlation_id, out.ack_required)
+        return await self._send(type, payload, None, correlation_id, ack_required)
 
     def subscribe(self, type: MessageType | Literal["*"] | str, handler: MessageHandler) -> None:
         """Call ``handler`` for each message of ``type`` (``"*"``: all) from now on."""
@@ -391,18 +393,7 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         ``agent_id``); ``ack_required`` defaults to True.
         """
         check_agent_id(agent_id)
-        out = outgoing(
-            self._agent_id,
-            type,
-            payload,
-            correlation_id,
-            ack_required,
-            to_agent=agent_id,
-            default_ack=True,
-        )
-        return await self._send(
-            out.type, out.payload, agent_id, out.correlation_id, out.ack_required
-        )
+        return await self._send(type, payload, agent_id, correlation_id, ack_required)
 
     async def acknowledge(self, message_id: str) -> bool:
         """Mark a direct message to this agent as handled. False if unknown or not ours."""

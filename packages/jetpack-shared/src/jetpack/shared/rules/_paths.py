@@ -77,53 +77,82 @@ def _collapse(segments: list[str]) -> list[str]:
     return out
 
 
-def _segments_overlap(a: list[str], b: list[str]) -> bool:
-    """Whether two segment lists (``**`` = any run of whole segments) share a path.
+Agree = Callable[[str, str], bool]
+"""Whether two atoms (segment globs, or glob characters) can match one same thing."""
+Find = Callable[[Sequence[str], Sequence[str], int, int], int]
+"""Leftmost index in ``[start, end - len(piece)]`` where a star-free piece fits, or -1."""
+Split = Callable[[Sequence[str]], list[Sequence[str]]]
+"""The star-free pieces between the stars."""
 
-    Without ``**`` on either side the segments pair up one to one. With ``**``
-    on both sides, the middle of a common path can hold the inner segments of
-    both, so only the segments before the first and after the last ``**`` must
-    agree. With ``**`` on one side only, the other is a fixed list: match the
+
+def _segments_overlap(a: list[str], b: list[str]) -> bool:
+    """Whether two segment lists (``**`` = any run of whole segments) share a path."""
+    return _star_overlap(a, b, "**", _glob_overlap, _split_segments, _find_segments)
+
+
+_STAR_RUN = re.compile(r"\*{2,}")
+
+
+@lru_cache(maxsize=4096)
+def _glob_overlap(x: str, y: str) -> bool:
+    """True when one string within a segment matches both glob segments.
+
+    ``*`` is any run of characters, ``?`` any one character.
+    """
+    x, y = _STAR_RUN.sub("*", x), _STAR_RUN.sub("*", y)
+    return _star_overlap(x, y, "*", _char_agree, _split_chars, _find_chars)
+
+
+def _star_overlap(
+    a: Sequence[str], b: Sequence[str], star: str, agree: Agree, split: Split, find: Find
+) -> bool:
+    """Whether two sequences of atoms, where ``star`` is any run of atoms, share a match.
+
+    Without ``star`` on either side the atoms pair up one to one. With ``star``
+    on both sides, the middle of a common match can hold the inner atoms of
+    both, so only the atoms before the first and after the last ``star`` must
+    agree. With ``star`` on one side only, the other is a fixed word: match the
     first and last pieces at its ends and each inner piece leftmost in between
     (leftmost is never worse: it leaves the most room for the rest).
     """
-    star_a, star_b = "**" in a, "**" in b
+    star_a, star_b = star in a, star in b
     if not star_a and not star_b:
-        return len(a) == len(b) and all(map(_glob_overlap, a, b))
+        return len(a) == len(b) and all(map(agree, a, b))
     if star_a and star_b:
-        return _ends_agree(a, b, "**", _glob_overlap)
+        return _ends_agree(a, b, star, agree)
     if star_b:
         a, b = b, a
-    pieces = _split(a, "**")
+    pieces = split(a)
     first, last = pieces[0], pieces[-1]
     if len(first) + len(last) > len(b):
         return False
     end = len(b) - len(last)
-    if not all(map(_glob_overlap, first, b[: len(first)])):
-        return False
-    if not all(map(_glob_overlap, last, b[end:])):
+    if not all(map(agree, first, b[: len(first)])) or not all(map(agree, last, b[end:])):
         return False
     pos = len(first)
     for piece in pieces[1:-1]:
-        found = _find_segments(piece, b, pos, end)
+        found = find(piece, b, pos, end)
         if found < 0:
             return False
         pos = found + len(piece)
     return True
 
 
-def _split(items: list[str], star: str) -> list[list[str]]:
+def _split_segments(items: Sequence[str]) -> list[Sequence[str]]:
     pieces: list[list[str]] = [[]]
     for item in items:
-        if item == star:
+        if item == "**":
             pieces.append([])
         else:
             pieces[-1].append(item)
-    return pieces
+    return list(pieces)
 
 
-def _find_segments(piece: list[str], word: list[str], start: int, end: int) -> int:
-    """Leftmost index >= ``start`` where ``piece`` fits in ``word[:end]``, or -1."""
+def _split_chars(text: Sequence[str]) -> list[Sequence[str]]:
+    return list(str(text).split("*"))
+
+
+def _find_segments(piece: Sequence[str], word: Sequence[str], start: int, end: int) -> int:
     size = len(piece)
     for at in range(start, end - size + 1):
         if all(map(_glob_overlap, piece, word[at : at + size])):
@@ -131,9 +160,12 @@ def _find_segments(piece: list[str], word: list[str], start: int, end: int) -> i
     return -1
 
 
-def _ends_agree(
-    a: Sequence[str], b: Sequence[str], star: str, agree: Callable[[str, str], bool]
-) -> bool:
+def _find_chars(piece: Sequence[str], word: Sequence[str], start: int, end: int) -> int:
+    found = _piece_regex(str(piece)).search(str(word), start, end)
+    return -1 if found is None else found.start()
+
+
+def _ends_agree(a: Sequence[str], b: Sequence[str], star: str, agree: Agree) -> bool:
     """Both hold ``star``: the parts before the first and after the last must agree."""
     head = min(a.index(star), b.index(star))
     tail = min(len(a) - 1 - _last(a, star), len(b) - 1 - _last(b, star))
@@ -144,42 +176,6 @@ def _ends_agree(
 
 def _last(items: Sequence[str], star: str) -> int:
     return len(items) - 1 - list(reversed(items)).index(star)
-
-
-_STAR_RUN = re.compile(r"\*{2,}")
-
-
-@lru_cache(maxsize=4096)
-def _glob_overlap(x: str, y: str) -> bool:
-    """True when one string within a segment matches both glob segments.
-
-    The same three cases as :func:`_segments_overlap`, on characters: ``*`` is
-    any run, ``?`` any one character.
-    """
-    x, y = _STAR_RUN.sub("*", x), _STAR_RUN.sub("*", y)
-    star_x, star_y = "*" in x, "*" in y
-    if not star_x and not star_y:
-        return len(x) == len(y) and all(map(_char_agree, x, y))
-    if star_x and star_y:
-        return _ends_agree(x, y, "*", _char_agree)
-    if star_y:
-        x, y = y, x
-    pieces = x.split("*")
-    first, last = pieces[0], pieces[-1]
-    if len(first) + len(last) > len(y):
-        return False
-    end = len(y) - len(last)
-    if not all(map(_char_agree, first, y[: len(first)])):
-        return False
-    if not all(map(_char_agree, last, y[end:])):
-        return False
-    pos = len(first)
-    for piece in pieces[1:-1]:
-        found = _piece_regex(piece).search(y, pos, end)
-        if found is None:
-            return False
-        pos = found.end()
-    return True
 
 
 def _char_agree(p: str, q: str) -> bool:

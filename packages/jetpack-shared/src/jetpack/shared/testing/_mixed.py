@@ -104,15 +104,9 @@ class MixedReport:
         ]
 
 
-def _worker(
-    task_spec: StoreSpec,
-    mail_spec: StoreSpec | None,
-    agent: str,
-    seconds: float,
-    seed: int,
-    start_at: float,
-) -> WorkerReport:
-    return asyncio.run(_work(task_spec, mail_spec, agent, seconds, seed, start_at))
+def _worker(*args: Any) -> WorkerReport:
+    """One process of the load (arguments as :func:`_work`)."""
+    return asyncio.run(_work(*args))
 
 
 async def _work(

@@ -128,13 +128,23 @@ class InMemoryMailBus(AsyncStoreMixin):
 
     async def _send(
         self,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None,
         to_agent: str | None,
         correlation_id: str | None,
-        ack_required: bool,
+        ack_required: bool | None,
     ) -> Message:
-        kind = _message_type(type)
+        out = outgoing(
+            self._agent_id,
+            type,
+            payload,
+            correlation_id,
+            ack_required,
+            to_agent=to_agent,
+            default_ack=to_agent is not None,
+        )
+        kind = _message_type(out.type)
+        payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
         async with self._hub.lock:
             message = parse(
                 Message,
@@ -165,16 +175,7 @@ class InMemoryMailBus(AsyncStoreMixin):
         ack_required: bool | None = None,
     ) -> Message:
         """Broadcast (a type and payload, or a whole Message from this agent)."""
-        out = outgoing(
-            self._agent_id,
-            type,
-            payload,
-            correlation_id,
-            ack_required,
-            to_agent=None,
-            default_ack=False,
-        )
-        return await self._send(out.type, out.payload, None, out.correlation_id, out.ack_required)
+        return await self._send(type, payload, None, correlation_id, ack_required)
 
     def subscribe(self, type: MessageType | str, handler: MessageHandler) -> None:
         """Add a handler."""
@@ -199,18 +200,7 @@ class InMemoryMailBus(AsyncStoreMixin):
     ) -> Message:
         """Direct message, kept until acked."""
         check_agent_id(agent_id)
-        out = outgoing(
-            self._agent_id,
-            type,
-            payload,
-            correlation_id,
-            ack_required,
-            to_agent=agent_id,
-            default_ack=True,
-        )
-        return await self._send(
-            out.type, out.payload, agent_id, out.correlation_id, out.ack_required
-        )
+        return await self._send(type, payload, agent_id, correlation_id, ack_required)
 
     async def acknowledge(self, message_id: str) -> bool:
         """Ack a direct message to this agent."""
