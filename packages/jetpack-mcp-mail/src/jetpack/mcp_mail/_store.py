@@ -304,15 +304,7 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         ack_required: bool | None,
     ) -> Message:
         """Send to ``to_agent`` (None: broadcast) the parts given, or a whole Message."""
-        out = outgoing(
-            self._agent_id,
-            type,
-            payload,
-            correlation_id,
-            ack_required,
-            to_agent=to_agent,
-            default_ack=to_agent is not None,
-        )
+        out = outgoing(self._agent_id, type, payload, correlation_id, ack_required, to_agent)
         kind = message_type(out.type)
         payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
         if payload is not None and not isinstance(payload, Mapping):

@@ -28,19 +28,19 @@ def outgoing(
     payload: Mapping[str, Any] | None,
     correlation_id: str | None,
     ack_required: bool | None,
-    *,
     to_agent: str | None,
-    default_ack: bool,
 ) -> Outgoing:
     """Unpack the arguments of ``publish`` (``to_agent`` None) or ``send_to``.
 
+    ``ack_required`` None means the method's default: False for a broadcast,
+    True for a direct message.
     A :class:`Message` (the seed's ``publish(message)`` / ``sendTo(id, message)``)
     gives its type, payload, correlation_id and ack_required; its ``from_agent``
     must be ``bus_agent`` and its ``to_agent`` None or the recipient, and the
     other arguments stay unset. Each violation is a ValidationError naming it.
     """
     if not isinstance(type, Message):
-        ack = default_ack if ack_required is None else ack_required
+        ack = (to_agent is not None) if ack_required is None else ack_required
         return Outgoing(type, payload, correlation_id, ack)
     message = type
     for name, value in (

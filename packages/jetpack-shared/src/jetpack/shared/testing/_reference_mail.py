@@ -134,15 +134,7 @@ class InMemoryMailBus(AsyncStoreMixin):
         correlation_id: str | None,
         ack_required: bool | None,
     ) -> Message:
-        out = outgoing(
-            self._agent_id,
-            type,
-            payload,
-            correlation_id,
-            ack_required,
-            to_agent=to_agent,
-            default_ack=to_agent is not None,
-        )
+        out = outgoing(self._agent_id, type, payload, correlation_id, ack_required, to_agent)
         kind = _message_type(out.type)
         payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
         async with self._hub.lock:
