@@ -37,9 +37,12 @@ __all__ = [
 class TaskStatus(StrEnum):
     """Where a task is in its life.
 
-    ``pending``/``ready`` wait for an agent (``ready`` is a hint; readiness is
-    computed), ``claimed``/``in_progress`` are held by one agent, ``blocked``
-    waits on a failed dependency or a blocker, ``completed``/``failed`` are final.
+    ``pending``/``ready`` wait for an agent: ``ready`` when nothing but a retry
+    back-off keeps the task from being claimed, ``pending`` while a dependency is
+    unfinished or a blocker is set. ``claimed``/``in_progress`` are held by one
+    agent (with a claim expiry), ``blocked`` waits on a failed or blocked
+    dependency (a blocker names it) or was blocked by hand, ``completed``/``failed``
+    are final.
     """
 
     PENDING = "pending"
