@@ -17,8 +17,9 @@ checks each one, for local and edge backends alike):
 - A dependant of a failed or blocked task is ``blocked``, with a blocker naming
   that task (``"dependency <id> failed"`` / ``"... blocked"``), whenever the
   edge appears: a failure, ``create_task``, an ``update_task`` of status or
-  dependencies, ``import_tasks``. When the task is reopened (status back to
-  pending), what it blocked goes back to the queue. Status changes through
+  dependencies, ``import_tasks`` (a task held by an agent is left to its holder
+  and placed when it returns to the queue). When the task is reopened (status
+  back to pending), what it blocked goes back to the queue. Status changes through
   ``update_task``/``import_tasks`` keep the claim invariants: ``claimed`` and
   ``in_progress`` come only from claims (with holder and expiry), leaving them
   ends the claim, ``failed`` blocks dependants as ``fail_task`` does.
