@@ -12,7 +12,7 @@ from jetpack.beads import _sql
 from jetpack.beads._graph import check_dependencies, existing_ids, run
 from jetpack.beads._rows import build_task, task_to_params
 from jetpack.beads._settle import statuses
-from jetpack.shared import Task, TaskInput, TaskStatus
+from jetpack.shared import OPEN_STATUSES, Task, TaskInput, TaskStatus
 from jetpack.shared.errors import ConflictError, ValidationError
 from jetpack.shared.rules import find_cycle, new_task_id, resettle
 
@@ -77,11 +77,15 @@ def new_tasks(conn: sqlite3.Connection, inputs: Sequence[TaskInput], now: dateti
         values.update(id=task_id, created_at=now, updated_at=now)
         if item.status is TaskStatus.COMPLETED:
             values["completed_at"] = now
-        task = build_task(values)
-        status, blockers = resettle(task, status_of)
-        if status is not task.status or blockers != task.blockers:
-            task = build_task({**values, "status": status, "blockers": blockers})
-        staged[task_id] = status
+        if item.status in OPEN_STATUSES and not item.dependencies and not item.blockers:
+            values["status"] = TaskStatus.READY  # what resettle says, without building twice
+            task = build_task(values)
+        else:
+            task = build_task(values)
+            status, blockers = resettle(task, status_of)
+            if status is not task.status or blockers != task.blockers:
+                task = build_task({**values, "status": status, "blockers": blockers})
+        staged[task_id] = task.status
         tasks.append(task)
     return tasks
 

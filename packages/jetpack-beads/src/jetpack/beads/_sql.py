@@ -139,12 +139,14 @@ EXPIRED_CLAIMS = f"""SELECT {_COLS} FROM tasks
 
 PROMOTE_DEPENDANTS = """UPDATE tasks SET status = 'ready', updated_at = :now, version = version + 1
     WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = :id)
-    AND status = 'pending' AND (blockers IS NULL OR blockers = '[]')
+    AND +status = 'pending' AND (blockers IS NULL OR blockers = '[]')
     AND NOT EXISTS (
         SELECT 1 FROM task_deps AS d LEFT JOIN tasks AS p ON p.id = d.depends_on
         WHERE d.task_id = tasks.id AND (p.status IS NULL OR p.status <> 'completed'))"""
 """``rules.resettle`` for the direct dependants of a task that just completed: a pending
-one with no blockers whose every dependency is completed is stored ``ready``."""
+one with no blockers whose every dependency is completed is stored ``ready``. (``+status``
+keeps SQLite from walking every pending task through the status index: the dependants
+are found through ``task_deps``.)"""
 
 DEPENDANTS_EDGES = """
     WITH RECURSIVE below(id) AS (
