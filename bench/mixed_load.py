@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jetpack.shared.testing import StoreSpec
-from jetpack.shared.testing._mixed import run_mixed_load
+from jetpack.shared.testing import StoreSpec, run_mixed_load
 
 
 async def main() -> int:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jetpack.shared.testing import StoreSpec
-from jetpack.shared.testing._mixed import MixedReport, run_mixed_load
+from jetpack.shared.testing import MixedReport, StoreSpec, run_mixed_load
 
 
 async def mixed(tmp_path: Path, seconds: float) -> MixedReport:

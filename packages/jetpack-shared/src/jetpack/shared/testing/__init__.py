@@ -10,6 +10,7 @@ is how the kit itself is tested); they are test aids, never registered backends.
 from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._mail_contract import MailBusContract
 from jetpack.shared.testing._memory_contract import KitEmbedder, MemoryStoreContract
+from jetpack.shared.testing._mixed import MixedReport, run_mixed_load
 from jetpack.shared.testing._procs import first_open_race
 from jetpack.shared.testing._reference_mail import InMemoryMailBus, InMemoryMailHub
 from jetpack.shared.testing._reference_memory import InMemoryMemoryDB, InMemoryMemoryStore
@@ -26,8 +27,10 @@ __all__ = [
     "KitEmbedder",
     "MailBusContract",
     "MemoryStoreContract",
+    "MixedReport",
     "StoreSpec",
     "TaskStoreContract",
     "eventually",
     "first_open_race",
+    "run_mixed_load",
 ]
