@@ -94,7 +94,7 @@ async def search(
     limit: Annotated[int, typer.Option()] = 10,
     mode: Annotated[str, typer.Option(help="hybrid, text or semantic.")] = "hybrid",
 ) -> None:
-    """Search memories (BM25 + vectors fused by RRF by default)."""
+    """Search memories (BM25 + vectors, fused by score, by default)."""
     async with open_memory(project_config()) as store:
         if mode == "text":
             found = await store.search(query, limit)

@@ -19,6 +19,8 @@ from jetpack.shared.testing._data import (
 from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._mail_contract import MailBusContract
 from jetpack.shared.testing._memory_contract import KitEmbedder, MemoryStoreContract
+from jetpack.shared.testing._mixed import MixedReport, run_mixed_load
+from jetpack.shared.testing._procs import first_open_race
 from jetpack.shared.testing._reference_mail import InMemoryMailBus, InMemoryMailHub
 from jetpack.shared.testing._reference_memory import InMemoryMemoryDB, InMemoryMemoryStore
 from jetpack.shared.testing._reference_tasks import InMemoryTaskStore
@@ -36,10 +38,13 @@ __all__ = [
     "MailBusContract",
     "MemoryEvalSet",
     "MemoryStoreContract",
+    "MixedReport",
     "StoreSpec",
     "TaskStoreContract",
     "eventually",
+    "first_open_race",
     "memory_eval_set",
     "recall_at",
+    "run_mixed_load",
     "sample_path",
 ]

@@ -1,6 +1,6 @@
 """In-memory reference MemoryStore: the kit's proof that its rules can be met.
 
-Pure Python (no numpy): token BM25 for text, exact cosine for vectors, RRF to
+Pure Python (no numpy): token BM25 for text, exact cosine for vectors, fuse_hybrid to
 fuse them. Instances given the same :class:`InMemoryMemoryDB` see the same
 entries, as two opens of one file would. A test aid, never a backend.
 """
@@ -30,7 +30,7 @@ from jetpack.shared._memory import (
 from jetpack.shared._protocols import Embedder
 from jetpack.shared._time import utcnow
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
-from jetpack.shared.rules import fuse_hybrid, new_memory_id, retention_score
+from jetpack.shared.rules import check_text, fuse_hybrid, new_memory_id, retention_score
 
 __all__ = ["InMemoryMemoryDB", "InMemoryMemoryStore", "tokenize"]
 
@@ -207,6 +207,7 @@ class InMemoryMemoryStore(AsyncStoreMixin):
 
     async def search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
         """Token BM25."""
+        check_text(query, "query")
         _check_limit(limit)
         return self._with_score(self._bm25(query), limit)
 
@@ -224,6 +225,7 @@ class InMemoryMemoryStore(AsyncStoreMixin):
 
     async def semantic_search_by_query(self, query: str, limit: int = 10) -> list[MemoryEntry]:
         """Embed then search; text search without an embedder."""
+        check_text(query, "query")
         if self._embedder is None:
             return await self.search(query, limit)
         (vector,) = await self._embedder.embed([query])
@@ -231,6 +233,7 @@ class InMemoryMemoryStore(AsyncStoreMixin):
 
     async def hybrid_search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
         """BM25 and cosine results fused by :func:`jetpack.shared.rules.fuse_hybrid`."""
+        check_text(query, "query")
         _check_limit(limit)
         text = self._bm25(query)
         if self._embedder is None or not self._db.vectors:
