@@ -72,6 +72,8 @@ class RunSummary:
     retried: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    fatal: str | None = None
+    """Why the executor cannot run any task (and how to fix it), if that stopped the run."""
 
 
 class AgentWork:
@@ -284,6 +286,9 @@ class AgentWork:
         self, state: AgentState, bus: MailBus, task: Task, result: ExecutionResult
     ) -> None:
         elapsed = time.monotonic() - (state.task_started or time.monotonic())
+        if not result.ok and result.fatal:
+            await self._run_failure(state, bus, task, result.fatal)
+            return
         if result.ok:
             payload = {**result.as_result(), "agent_id": state.agent_id}
             if "git" in result.details:
@@ -343,6 +348,21 @@ class AgentWork:
                 "retry_count": updated.retry_count,
             },
         )
+
+    async def _run_failure(self, state: AgentState, bus: MailBus, task: Task, why: str) -> None:
+        """Not the task's fault: hand it back (no retry used) and stop the run."""
+        await self.tasks.release_task(task.id, state.agent_id)
+        self.summary.interrupted.append(task.id)
+        self.emit("interrupted", state.agent_id, task.id, "handed back (no retry used)")
+        await self._publish(bus, MessageType.TASK_INTERRUPTED, {"task_id": task.id})
+        if self.summary.fatal is None:
+            self.summary.fatal = why
+            self.emit("fatal", state.agent_id, task.id, why)
+        self.request_stop(why)
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop claiming (the Orchestrator implements it)."""
+        raise NotImplementedError
 
     async def _interrupt(self, state: AgentState, bus: MailBus, task: Task) -> None:
         """Hand an interrupted task back: ready again, no retry used."""

@@ -22,6 +22,7 @@ from jetpack.shared.registry import Adapters, create_adapters, create_store
 __all__ = [
     "console",
     "err_console",
+    "error_line",
     "fail",
     "open_adapters",
     "project_config",
@@ -34,7 +35,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 logger = logging.getLogger("jetpack.cli")
 
 
@@ -84,9 +85,14 @@ def open_memory(config: JetpackConfig) -> MemoryStore:
     return store
 
 
+def error_line(message: str) -> None:
+    """Print ``error: message`` on stderr."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    error_line(message)
     raise typer.Exit(code)
 
 

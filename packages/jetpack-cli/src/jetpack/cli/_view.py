@@ -33,6 +33,7 @@ _KIND_STYLE = {
     "claimed": "cyan",
     "claim_lost": "red",
     "error": "red",
+    "fatal": "bold red",
 }
 
 
