@@ -472,3 +472,29 @@ def test_ctrl_c_while_tasks_finish_and_memories_embed(project: Project) -> None:
     statuses = Counter(t["status"] for t in project.json("task", "list"))
     assert statuses["claimed"] == statuses["in_progress"] == 0, statuses
     assert statuses["completed"] >= 4
+
+
+def test_executors_fail_fast_and_say_why(project: Project) -> None:
+    tasks = [project.add(f"Task {i}") for i in range(3)]
+    # not logged in: the first answer stops the run, the tasks are handed back, the fix shown
+    env = {**project.env, "FAKE_CLAUDE_MODE": "auth"}
+    proc = subprocess.run(
+        project.argv("start", "--until-empty", "--no-live", "--executor", "claude"),
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ANTHROPIC_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
+    assert "success" not in proc.stdout + proc.stderr
+    for task in project.json("task", "list"):
+        assert task["status"] == "ready" and task["retry_count"] == 0
+    # claude not installed: refused before anything is claimed
+    project.run("config", "set", "claude.command", "/nonexistent/claude")
+    proc = project.run("start", "--until-empty", "--no-live", "--executor", "claude", check=False)
+    assert proc.returncode == 1 and "npm install -g" in proc.stderr
+    assert not project.claude_log() or len(project.claude_log()) <= 3
+    # the command executor without a command: refused, and --command gives one
+    proc = project.run("start", "--until-empty", "--no-live", "--executor", "command", check=False)
+    assert proc.returncode == 1 and "--command CMD" in proc.stderr
+    assert all(t["status"] == "ready" for t in project.json("task", "list"))
+    done = project.run(*start_command(project, "--until-empty", command="true"))
+    assert f"{len(tasks)} completed" in done.stdout
