@@ -184,7 +184,7 @@ async def test_claude_preflight(fake_claude: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken-claude"
     broken.write_text("#!/bin/sh\necho 'cannot load' >&2\nexit 7\n")
     broken.chmod(0o755)
-    with pytest.raises(ExecutorUnavailableError, match="exit 7.*cannot load"):
+    with pytest.raises(ExecutorUnavailableError, match=r"exit 7.*cannot load"):
         await ClaudeCodeExecutor(ClaudeOptions(command=str(broken))).preflight([])
 
 
