@@ -28,7 +28,7 @@ from jetpack.cli._guard import RunGuard
 from jetpack.cli._orchestrator import Orchestrator, RunSummary, new_run_id
 from jetpack.cli._settings import Settings, load_settings
 from jetpack.cli._view import event_line, leases_table, live_view, presence_table
-from jetpack.shared import TaskStats, TaskStatus
+from jetpack.shared import AgentStatus, TaskStats, TaskStatus
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.registry import create_store
 
@@ -152,7 +152,9 @@ async def _live(orchestrator: Orchestrator, tasks: Any, run: asyncio.Task[RunSum
 
 @app.command()
 def start(
-    agents: Annotated[int | None, typer.Option("--agents", "-n", help="Agent loops.")] = None,
+    agents: Annotated[
+        int | None, typer.Option("--agents", "-n", min=1, max=64, help="Agent loops.")
+    ] = None,
     executor: Annotated[str | None, typer.Option(help="claude, command or demo.")] = None,
     command: Annotated[
         str | None,
@@ -203,7 +205,7 @@ def start(
 @run_async
 async def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    events: Annotated[int, typer.Option(help="Recent events to show.")] = 10,
+    events: Annotated[int, typer.Option(min=0, help="Recent events to show.")] = 10,
 ) -> None:
     """Live agents of every running `jetpack start`, tasks by status, leases, recent events."""
     config = project_config()
@@ -212,19 +214,21 @@ async def status(
         stats = await store.get_stats()
         held = await store.list_tasks({"status": [TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS]})
         leases = await bus.list_leases()
-    # The task store is the authority on who holds what; heartbeats may be a beat behind.
+    # The task store is the authority on who holds what; heartbeats may be a beat behind,
+    # so an agent holding a task is shown busy whatever its last heartbeat said.
     holding = {t.assigned_agent: t for t in held if t.assigned_agent}
     agents = [
         a.model_copy(
             update={
+                "status": AgentStatus.BUSY,
                 "info": {
                     **a.info,
                     "task_id": holding[a.agent_id].id,
                     "task_title": holding[a.agent_id].title,
-                }
+                },
             }
         )
-        if a.agent_id in holding
+        if a.agent_id in holding and a.online
         else a
         for a in agents
         if a.agent_id != "cli-status"
@@ -259,7 +263,7 @@ async def status(
 
 @app.command()
 def demo(
-    agents: Annotated[int, typer.Option("--agents", "-n")] = 3,
+    agents: Annotated[int, typer.Option("--agents", "-n", min=1, max=64)] = 3,
     directory: Annotated[Path | None, typer.Option("--dir", help="Keep the project here.")] = None,
     live: Annotated[bool | None, typer.Option(help="Live view (default: on a terminal).")] = None,
 ) -> None:

@@ -224,6 +224,10 @@ class CommandExecutor:
             if on_progress is not None:
                 on_progress(ProgressEvent("output", text[:500]))
 
+        def err_line(text: str) -> None:
+            if on_progress is not None:
+                on_progress(ProgressEvent("stderr", text[:500]))
+
         try:
             proc = await run_process(
                 ["/bin/sh", "-c", command],
@@ -232,6 +236,7 @@ class CommandExecutor:
                 timeout_s=request.timeout_s,
                 idle_timeout_s=request.idle_timeout_s,
                 on_stdout=line,
+                on_stderr=err_line,
                 kill_grace_s=self.kill_grace_s,
             )
         finally:
