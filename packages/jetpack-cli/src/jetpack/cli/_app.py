@@ -191,7 +191,7 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-@config_app.command("set")
+@config_app.command("set", context_settings={"ignore_unknown_options": True})
 def config_set(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. agents.count.")],
     value: Annotated[str, typer.Argument(help='A TOML value (3, true, ["a"]) or plain text.')],
