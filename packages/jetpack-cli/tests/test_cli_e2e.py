@@ -128,9 +128,9 @@ def test_start_status_sigint_restart_all_done_exactly_once(project: Project, ali
         agents = {a["agent_id"]: a for a in status["agents"]}
         assert all(a["online"] for a in agents.values())
         # the agent on the task is shown busy, even before its next heartbeat says so
-    assert any(
-        a["info"].get("task_id") == long and a["status"] == "busy" for a in agents.values()
-    )
+        assert any(
+            a["info"].get("task_id") == long and a["status"] == "busy" for a in agents.values()
+        )
         assert any(e["kind"] == "claimed" for e in status["events"])
         wait_for(
             lambda: any(e["event"] == "start" and e["task"] == long for e in project.claude_log())

@@ -126,7 +126,8 @@ def test_config_keys_are_checked(cli: Cli) -> None:
     text = config.read_text() + "\n[beads]\nretry_base_msec = 10\n"
     text = text.replace("[orchestrator]\n", "[orchestrator]\nshutdown_grace = 3\n")
     config.write_text(text)
-    proc = cli("task", "list")
+    assert "unknown key orchestrator.shutdown_grace" in cli("task", "list").stderr
+    proc = cli("config", "show")  # also checks the store tables (it imports the stores)
     assert (
         "unknown key orchestrator.shutdown_grace (did you mean orchestrator.shutdown_grace_s?)"
         in (proc.stderr)

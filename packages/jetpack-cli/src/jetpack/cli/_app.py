@@ -174,7 +174,7 @@ def _validate_text(root: Path, text: str) -> None:
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective config (file + JETPACK_* variables), secrets masked."""
-    config = project_config()
+    config = project_config(check_stores=True)
     data = config.model_dump(mode="json", exclude_none=True)
     data.pop("project_dir", None)
     settings = load_settings(config)
@@ -197,7 +197,7 @@ def config_set(
     value: Annotated[str, typer.Argument(help='A TOML value (3, true, ["a"]) or plain text.')],
 ) -> None:
     """Set one key in .jetpack/config.toml; an unknown key or invalid value is refused."""
-    project_config()
+    project_config(check_stores=True)
     try:
         check_key(key)
     except ValidationError as exc:

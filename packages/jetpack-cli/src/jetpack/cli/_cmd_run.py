@@ -166,7 +166,7 @@ def start(
     live: Annotated[bool | None, typer.Option(help="Live view (default: on a terminal).")] = None,
 ) -> None:
     """Run agents on the project's tasks until Ctrl+C (or --until-empty)."""
-    config = project_config()
+    config = project_config(check_stores=True)
     settings = load_settings(config)
     if worktrees is not None:
         settings.orchestrator.worktrees = worktrees

@@ -79,10 +79,11 @@ def project_dir(*, search: bool = True) -> Path:
     return (find_root(here) if search else None) or here
 
 
-def project_config(*, require_init: bool = True) -> JetpackConfig:
+def project_config(*, require_init: bool = True, check_stores: bool = False) -> JetpackConfig:
     """Load the project's config; refuse an un-initialised project unless told not to.
 
-    Unknown keys of the tables jetpack knows are warned about (nearest key named).
+    Unknown keys of the tables jetpack knows are warned about (nearest key named);
+    ``check_stores`` adds the store tables (``start``, ``config``: it imports the stores).
     """
     from jetpack.cli._keys import unknown_keys
 
@@ -93,7 +94,7 @@ def project_config(*, require_init: bool = True) -> JetpackConfig:
             "run `jetpack init` first"
         )
     config = load_config(root)
-    for text in unknown_keys(config):
+    for text in unknown_keys(config, stores=check_stores):
         err_console.print(f"[yellow]warning:[/] {escape(text)} in {CONFIG_FILE}; ignored")
     return config
 

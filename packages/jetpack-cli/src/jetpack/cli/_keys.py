@@ -42,8 +42,13 @@ def _store_keys(backend: str) -> set[str] | None:
     return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
-def known_keys() -> dict[str, set[str]]:
-    """Table name ("" for the top level) → the keys it may hold."""
+def known_keys(*, stores: bool = True) -> dict[str, set[str]]:
+    """Table name ("" for the top level) → the keys it may hold.
+
+    ``stores=False`` leaves out the store tables (``[beads]``, ``[cass]``), whose keys
+    come from importing the store classes (numpy and all, for the memory store): a
+    command that opens no such store does not pay for it.
+    """
     tables: dict[str, set[str]] = {
         "stores": _fields(StoresConfig),
         "local": _fields(LocalPaths),
@@ -54,10 +59,10 @@ def known_keys() -> dict[str, set[str]]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             tables[name] = _fields(annotation)
     for table, backend in _STORE_TABLES.items():
-        keys = _store_keys(backend)
+        keys = _store_keys(backend) if stores else None
         if keys is not None:
             tables[table] = keys
-    tables[""] = (_fields(JetpackConfig) - set(tables)) | set(tables)
+    tables[""] = (_fields(JetpackConfig) - set(tables)) | set(tables) | set(_STORE_TABLES)
     return tables
 
 
@@ -85,6 +90,8 @@ def check_key(dotted: str) -> None:
             raise ValidationError(dotted, _unknown("", parts[0], tables[""]))
         return
     table, key = parts[0], ".".join(parts[1:])
+    if table in _STORE_TABLES and table not in tables:
+        return  # its store is not installed: nothing to check against
     if table not in tables:
         close = nearest(table, set(tables) - {""})
         hint = f" (did you mean [{close}]?)" if close else ""
@@ -93,9 +100,12 @@ def check_key(dotted: str) -> None:
         raise ValidationError(dotted, _unknown(table, key, tables[table]))
 
 
-def unknown_keys(config: JetpackConfig) -> list[str]:
-    """One line per unknown key of the known tables (other tables belong to other tools)."""
-    tables = known_keys()
+def unknown_keys(config: JetpackConfig, *, stores: bool = False) -> list[str]:
+    """One line per unknown key of the known tables (other tables belong to other tools).
+
+    The store tables are checked only with ``stores=True`` (see :func:`known_keys`).
+    """
+    tables = known_keys(stores=stores)
     warnings: list[str] = []
     extra: dict[str, Any] = config.model_extra or {}
     for name, value in extra.items():
