@@ -65,7 +65,9 @@ def orphans() -> Iterator[list[int]]:
 
 PARENT = """
 import asyncio, sys
+import jetpack.cli._process as process
 from jetpack.cli import run_process
+process._PREFIX_MODE = sys.argv[1]  # the wrapper under test
 def line(text):
     sys.stdout.write(text + "\\n"); sys.stdout.flush()
 asyncio.run(run_process(["/bin/sh", "-c", "echo $$; exec sleep 120"], on_stdout=line))
@@ -74,9 +76,8 @@ asyncio.run(run_process(["/bin/sh", "-c", "echo $$; exec sleep 120"], on_stdout=
 
 @pytest.mark.parametrize("mode", ["setpriv", "python", "none"])
 def test_children_die_with_a_killed_parent(mode: str, alive: Any, orphans: list[int]) -> None:
-    env = {**os.environ, "JETPACK_PDEATHSIG": mode}
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", PARENT, mode], stdout=subprocess.PIPE, text=True
     )
     try:
         assert parent.stdout is not None

@@ -132,8 +132,8 @@ def die_with_parent_prefix(mode: str | None = None) -> list[str]:
     return []
 
 
-_PREFIX_MODE: str | None = os.environ.get("JETPACK_PDEATHSIG") or None
-"""``JETPACK_PDEATHSIG=setpriv|python|none`` forces the wrapper (tests, odd systems)."""
+_PREFIX_MODE: str | None = None
+"""Forces :func:`die_with_parent_prefix`'s choice in :func:`run_process` (tests)."""
 
 
 def _resolve(program: str, cwd: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str:
