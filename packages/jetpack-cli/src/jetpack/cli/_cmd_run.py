@@ -158,7 +158,7 @@ def start(
     executor: Annotated[str | None, typer.Option(help="claude, command or demo.")] = None,
     command: Annotated[
         str | None,
-        typer.Option(help="Shell command of the command executor, for tasks without their own."),
+        typer.Option(help="Command for tasks without their own (implies --executor command)."),
     ] = None,
     worktrees: Annotated[bool | None, typer.Option(help="One git worktree per task.")] = None,
     until_empty: Annotated[bool, typer.Option(help="Stop when no task can run.")] = False,
@@ -172,7 +172,7 @@ def start(
         settings.orchestrator.worktrees = worktrees
     if command is not None:
         settings.orchestrator.command = command
-    name = executor or settings.agents.executor
+    name = executor or ("command" if command is not None else settings.agents.executor)
     count = agents or settings.agents.count
     show_live = console.is_terminal if live is None else live
     with run_guard(settings) as guard:
