@@ -499,5 +499,5 @@ def test_executors_fail_fast_and_say_why(project: Project) -> None:
     proc = project.run("start", "--until-empty", "--no-live", "--executor", "command", check=False)
     assert proc.returncode == 1 and "--command CMD" in proc.stderr
     assert all(t["status"] == "ready" for t in project.json("task", "list"))
-    done = project.run(*start_command(project, "--until-empty", command="true"))
+    done = project.run("start", "--until-empty", "--no-live", "--command", "true")  # implies it
     assert f"{len(tasks)} completed" in done.stdout
