@@ -2,8 +2,9 @@
 
 numpy's OpenBLAS keeps a pool of worker threads for large products. The local
 embedder's products are small (a batch of at most a few thousand rows by 384
-or 1,536 columns), the pool does not pay for them (measured on a shared 2-core
-machine: 256 texts in 2.1-2.6 s on one thread, 5.5-7.9 s with the pool), and a busy pool is a hazard for the process that hosts the embedder:
+or 1,536 columns) and the pool does not pay for them (measured on a shared
+2-core machine: 256 texts in 2.1-2.6 s on one thread, 5.5-7.9 s with the pool).
+A busy pool is also a hazard for the process that hosts the embedder:
 OpenBLAS's ``fork()`` handler waits for the pool to drain, so a ``fork()`` in
 another thread during a forward pass could hang the whole process (the
 ``jetpack start`` deadlock), and a pool shut down mid-product leaves the
