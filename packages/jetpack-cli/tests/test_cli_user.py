@@ -93,6 +93,37 @@ def test_errors_are_one_line_and_write_nothing(cli: Cli) -> None:
     assert files(cli.cwd) == before
 
 
+def test_start_and_demo_handle_a_store_error_as_every_command_does(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # The Typer app itself (no `main` around it): each command turns a store's error into
+    # one line. A task database that is not a database is such an error.
+    broken = b"not a database " * 400
+    (cli.cwd / ".beads" / "beads.db").write_bytes(broken)
+    kept = tmp_path / "demo"
+    (kept / ".beads").mkdir(parents=True)
+    (kept / ".beads" / "beads.db").write_bytes(broken)
+    app_only = [sys.executable, "-c", "from jetpack.cli import app; app()"]
+    for args in (
+        ["task", "list"],
+        ["start", "--executor", "demo", "--until-empty", "--no-live"],
+        ["demo", "--dir", str(kept), "--no-live"],
+    ):
+        proc = subprocess.run(
+            [*app_only, *args],
+            cwd=cli.cwd,
+            capture_output=True,
+            text=True,
+            env=cli.env,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 1, (args, proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert "Traceback" not in proc.stderr and len(errors) == 1, (args, proc.stderr)
+        assert "beads.db" in errors[0] and "not a database" in errors[0], errors
+
+
 def test_an_uninstalled_backend_is_one_line(cli: Cli) -> None:
     # Hide the local task store's entry point, as if jetpack-beads were not installed.
     hide = (
