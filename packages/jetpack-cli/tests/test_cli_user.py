@@ -22,10 +22,16 @@ class Cli:
         self.env.pop("JETPACK_MODE", None)
 
     def __call__(
-        self, *args: str, ok: bool | None = True, stdin: str | None = None, cwd: Path | None = None
+        self,
+        *args: str,
+        ok: bool | None = True,
+        stdin: str | None = None,
+        cwd: Path | None = None,
+        code: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """Run ``jetpack ARGS`` (or, with ``code``, that Python code with ARGS as sys.argv)."""
         proc = subprocess.run(
-            [sys.executable, "-m", "jetpack.cli", *args],
+            [sys.executable, *(["-c", code] if code else ["-m", "jetpack.cli"]), *args],
             cwd=cwd or self.cwd,
             input=stdin,
             capture_output=True,
@@ -103,21 +109,12 @@ def test_start_and_demo_handle_a_store_error_as_every_command_does(
     kept = tmp_path / "demo"
     (kept / ".beads").mkdir(parents=True)
     (kept / ".beads" / "beads.db").write_bytes(broken)
-    app_only = [sys.executable, "-c", "from jetpack.cli import app; app()"]
     for args in (
         ["task", "list"],
         ["start", "--executor", "demo", "--until-empty", "--no-live"],
         ["demo", "--dir", str(kept), "--no-live"],
     ):
-        proc = subprocess.run(
-            [*app_only, *args],
-            cwd=cli.cwd,
-            capture_output=True,
-            text=True,
-            env=cli.env,
-            timeout=120,
-            check=False,
-        )
+        proc = cli(*args, ok=None, code="from jetpack.cli import app; app()")
         assert proc.returncode == 1, (args, proc.stderr)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
         assert "Traceback" not in proc.stderr and len(errors) == 1, (args, proc.stderr)
@@ -137,15 +134,7 @@ def test_an_uninstalled_backend_is_one_line(cli: Cli) -> None:
         "sys.argv = ['jetpack', *sys.argv[1:]]\n"
         "main()\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", hide, "task", "list"],
-        cwd=cli.cwd,
-        capture_output=True,
-        text=True,
-        env=cli.env,
-        timeout=60,
-        check=False,
-    )
+    proc = cli("task", "list", ok=None, code=hide)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "pip install jetpack-beads" in proc.stderr
 
