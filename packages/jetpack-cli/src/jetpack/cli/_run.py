@@ -32,15 +32,12 @@ from jetpack.shared.config import JetpackConfig
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.registry import create_store
 
-__all__ = ["EXECUTORS", "guarded", "make_executor", "run_project"]
+__all__ = ["guarded", "make_executor", "run_project"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 S = TypeVar("S", TaskStore, MemoryStore)
-
-EXECUTORS = ("claude", "command", "demo")
-"""Executor names ``jetpack start --executor`` takes."""
 
 
 def make_executor(name: str, settings: Settings, project_dir: Path | None = None) -> Executor:
