@@ -43,6 +43,8 @@ class MailBusContract(KitContract, kit=True):
 
     Set ``multiprocess = True`` when buses in different OS processes share
     state; lease races then run in 4 processes too.
+
+    What a failure usually means: "Troubleshooting" in jetpack-shared's README.
     """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

@@ -67,7 +67,10 @@ class KitEmbedder:
 
 
 class MemoryStoreContract(KitContract, kit=True):
-    """Conformance tests for :class:`jetpack.shared.MemoryStore` backends."""
+    """Conformance tests for :class:`jetpack.shared.MemoryStore` backends.
+
+    What a failure usually means: "Troubleshooting" in jetpack-shared's README.
+    """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
 

@@ -67,6 +67,8 @@ class TaskStoreContract(KitContract, kit=True):
 
     Set ``multiprocess = True`` when the backend is safe across OS processes;
     claim races then run in 4 processes too.
+
+    What a failure usually means: "Troubleshooting" in jetpack-shared's README.
     """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
