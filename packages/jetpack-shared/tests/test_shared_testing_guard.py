@@ -65,6 +65,8 @@ def test_deleting_a_test_or_skipping_the_class_is_refused() -> None:
         type("TestBad", (MemoryStoreContract,), {"test_contract_is_intact": None})
     with pytest.raises(TypeError, match="marks every test skip"):
         type("TestBad", (MemoryStoreContract,), {"pytestmark": [pytest.mark.skip(reason="x")]})
+    with pytest.raises(TypeError, match="marks every test xfail"):
+        type("TestBad", (MemoryStoreContract,), {"pytestmark": pytest.mark.xfail(strict=True)})
 
 
 async def test_a_change_after_the_class_is_made_fails_the_guard_test() -> None:

@@ -71,9 +71,12 @@ def _problem(cls: type, contract: type, name: str, value: object) -> str | None:
 
 
 def _class_marks(cls: type) -> list[str]:
+    marks = cls.__dict__.get("pytestmark", [])
+    if not isinstance(marks, list | tuple):
+        marks = [marks]
     return [
         f"{cls.__name__} marks every test {mark.name}"
-        for mark in cls.__dict__.get("pytestmark", [])
+        for mark in marks
         if getattr(mark, "name", "") in ("skip", "skipif", "xfail")
     ]
 
