@@ -69,7 +69,7 @@ class BeadsAdapter(AsyncStoreMixin):
         retry_base_ms: back-off base: a failed task waits ``base × 2^retries``.
         claim_ttl_ms: default claim lifetime; an unrenewed claim lapses after it.
         busy_timeout_ms: how long a write waits for another process's lock.
-        pool_size: connections kept open by this adapter for reads.
+        pool_size: reader threads, each with its own connection.
         recovery_interval_ms: how often claims also sweep lapsed claims back to the
             queue (a claim that finds nothing always sweeps).
 
