@@ -15,6 +15,7 @@ from jetpack.shared.sqlite import (
     lock_path_for,
     translate_sqlite_errors,
 )
+from jetpack.shared.testing import Child, ChildLink
 
 
 def schema(conn: sqlite3.Connection) -> int:
@@ -184,21 +185,57 @@ async def test_two_databases_on_one_file_write_in_turn(tmp_path: Path) -> None:
         await two.close()
 
 
-async def test_a_write_waits_for_the_lock_file_then_times_out(tmp_path: Path) -> None:
+async def hold_the_lock(link: ChildLink, lock_path: str) -> None:
+    """In another process: hold the lock file until told to stop."""
+    lock = FileLock(Path(lock_path))
+    lock.open()
+    with lock.held():
+        await link.ready()
+        await link.until_stopped()
+    lock.close()
+
+
+async def test_a_write_waits_for_another_process_then_times_out(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
-    db = Database(path, store="test database", setup=schema, busy_timeout_ms=300)
-    await db.open()
-    other = FileLock(lock_path_for(path))  # another holder, as another process would be
+    quick = Database(path, store="test database", setup=schema, busy_timeout_ms=300)
+    patient = db_at(path)
+    await quick.open()
+    await patient.open()
+    try:
+        with Child(hold_the_lock, str(lock_path_for(path))) as holder:
+            await asyncio.to_thread(holder.wait_ready)
+            holder.go()  # it holds the flock from here until stopped
+            with pytest.raises(UnavailableError, match="another process"):
+                await quick.write(put, "a", 1)
+            waiting = asyncio.ensure_future(patient.write(put, "b", 2))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            holder.stop()
+            await asyncio.to_thread(holder.result)
+            assert await waiting == 1  # went through once the lock was free
+        assert await quick.read(get, "a") is None
+    finally:
+        await quick.close()
+        await patient.close()
+
+
+async def test_a_write_waits_for_another_store_of_this_process(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    quick = Database(path, store="test database", setup=schema, busy_timeout_ms=300)
+    patient = db_at(path)
+    await quick.open()
+    await patient.open()
+    other = FileLock(lock_path_for(path))  # another store on the same file, same process
     other.open()
     try:
         with other.held():
-            with pytest.raises(UnavailableError, match="locked"):
-                await db.write(put, "a", 1)
-            waiting = asyncio.ensure_future(db.write(put, "b", 2))
+            with pytest.raises(UnavailableError, match="in this process"):
+                await quick.write(put, "a", 1)
+            waiting = asyncio.ensure_future(patient.write(put, "b", 2))
             await asyncio.sleep(0.05)
             assert not waiting.done()
-        assert await waiting == 1  # went through once the lock was free
-        assert await db.read(get, "a") is None
+        assert await waiting == 1
     finally:
         other.close()
-        await db.close()
+        await quick.close()
+        await patient.close()

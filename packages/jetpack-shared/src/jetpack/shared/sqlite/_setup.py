@@ -6,9 +6,11 @@
   power cut can drop the last transactions), foreign keys on, and optionally a
   bigger page cache or ``query_only`` (reader connections).
 - :class:`FileLock`: an exclusive ``flock`` on ``<file>.lock`` beside the
-  database. Writers of every process take it around each write transaction, so
-  they queue in the kernel instead of in SQLite's busy handler, which sleeps in
-  steps of milliseconds; first-time set-up takes it too.
+  database, behind an in-process lock per file. Writers take it around each
+  write transaction, so they queue on the lock (threads of one process wake the
+  moment it is free; other processes poll the ``flock`` every 0.1–1 ms) instead
+  of in SQLite's busy handler, which sleeps in steps of milliseconds;
+  first-time set-up takes it too.
 - :func:`prepare_sqlite_file`: creating the file, switching it to WAL and
   creating or migrating the schema must not fail when eight agents start
   together on a fresh project: the WAL switch needs the file to itself, and
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,17 +88,31 @@ def connect(
     return conn
 
 
-class FileLock:
-    """An exclusive ``flock`` on one lock file, held around a piece of work.
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+_LOCAL_LOCKS_GUARD = threading.Lock()
 
-    Locks of different open files conflict even inside one process, so two
-    stores on one database in one process queue too. A killed holder's lock is
-    dropped by the kernel. Without ``fcntl`` it does nothing.
+
+def _local_lock(path: Path) -> threading.Lock:
+    """The in-process lock of one lock file (shared by every FileLock on it)."""
+    key = os.path.realpath(path)
+    with _LOCAL_LOCKS_GUARD:
+        return _LOCAL_LOCKS.setdefault(key, threading.Lock())
+
+
+class FileLock:
+    """An exclusive lock on one lock file, held around a piece of work.
+
+    Two levels: a ``threading.Lock`` per file inside the process (several
+    stores on one database in one process, e.g. one mail bus per agent, queue
+    there and wake at once), then an ``flock`` on the file against other
+    processes. A killed holder's ``flock`` is dropped by the kernel. Without
+    ``fcntl`` only the in-process level remains.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._local = _local_lock(path)
 
     def open(self) -> None:
         """Open (and create) the lock file."""
@@ -117,18 +134,27 @@ class FileLock:
         up to ``timeout_s`` and ``sqlite3.OperationalError`` ("locked") raised
         after it, as SQLite does when its own busy timeout passes.
         """
-        fd = self._fd
-        if fd is None or fcntl is None:
-            yield
-            return
-        if timeout_s is None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            _poll_flock(fd, timeout_s, self.path)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if not self._local.acquire(timeout=-1 if timeout_s is None else timeout_s):
+            raise sqlite3.OperationalError(
+                f"database is locked: {self.path.name} was held in this process "
+                f"for more than {timeout_s:g} s"
+            )
         try:
-            yield
+            fd = self._fd
+            if fd is None or fcntl is None:
+                yield
+                return
+            if deadline is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                _poll_flock(fd, max(deadline - time.monotonic(), 0), self.path)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._local.release()
 
 
 def _poll_flock(fd: int, timeout_s: float, path: Path) -> None:
