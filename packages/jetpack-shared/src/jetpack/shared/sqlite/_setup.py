@@ -30,6 +30,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,15 +89,18 @@ def connect(
     return conn
 
 
-_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+_LOCAL_LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
 _LOCAL_LOCKS_GUARD = threading.Lock()
 
 
 def _local_lock(path: Path) -> threading.Lock:
-    """The in-process lock of one lock file (shared by every FileLock on it)."""
+    """The in-process lock of one lock file, shared by every FileLock on it while any lives."""
     key = os.path.realpath(path)
     with _LOCAL_LOCKS_GUARD:
-        return _LOCAL_LOCKS.setdefault(key, threading.Lock())
+        lock = _LOCAL_LOCKS.get(key)
+        if lock is None:
+            lock = _LOCAL_LOCKS[key] = threading.Lock()
+        return lock
 
 
 class FileLock:
