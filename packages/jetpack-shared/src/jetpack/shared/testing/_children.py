@@ -102,11 +102,13 @@ class ChildLink:
             loop.remove_reader(fd)
 
 
-def _load(module_name: str | None, path: str | None, qualname: str) -> Callable[..., Any]:
-    if module_name is not None:
-        target: Any = importlib.import_module(module_name)
-    else:
-        assert path is not None
+def _load(module_name: str, path: str | None, qualname: str) -> Callable[..., Any]:
+    """Import the worker's module by name if that finds the same file, else load the file."""
+    target: Any = None
+    with contextlib.suppress(ImportError):
+        target = importlib.import_module(module_name)
+    if target is None or (path is not None and getattr(target, "__file__", None) != path):
+        assert path is not None, f"cannot find module {module_name!r}"
         name = f"_jetpack_child_{abs(hash(path))}"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None, path
@@ -119,7 +121,7 @@ def _load(module_name: str | None, path: str | None, qualname: str) -> Callable[
 
 
 def _child_main(
-    where: tuple[str | None, str | None, str],
+    where: tuple[str, str | None, str],
     args: tuple[Any, ...],
     inbox: Connection,
     outbox: Connection,
@@ -136,22 +138,21 @@ def _child_main(
     outbox.send((_RESULT, result))
 
 
-def _where(fn: Callable[..., Any]) -> tuple[str | None, str | None, str]:
-    """How a spawned process finds ``fn``: by module name if importable there, else by file."""
+def _where(fn: Callable[..., Any]) -> tuple[str, str | None, str]:
+    """How a spawned process finds ``fn``: its module's name and file, and its name in it.
+
+    The child imports the module by name when that finds the same file, and
+    loads the file otherwise (a test module under pytest's ``importlib`` mode
+    has a name no one else can import).
+    """
     qualname = getattr(fn, "__qualname__", "")
     if not qualname or "<locals>" in qualname or "<lambda>" in qualname:
         raise ValueError(f"{fn!r} is not a module-level function; a child cannot find it")
     module = sys.modules.get(fn.__module__)
     path = getattr(module, "__file__", None)
-    try:
-        spec = importlib.util.find_spec(fn.__module__)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin == path:
-        return fn.__module__, None, qualname
-    if path is None:
+    if path is None and fn.__module__ == "__main__":
         raise ValueError(f"cannot locate the module of {fn!r} for a child process")
-    return None, path, qualname
+    return fn.__module__, path, qualname
 
 
 # -- the parent's side -------------------------------------------------------------------
