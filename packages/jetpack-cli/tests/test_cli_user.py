@@ -145,8 +145,11 @@ def test_config_keys_are_checked(cli: Cli) -> None:
     # typos in a file: warned about, not fatal (a file may be shared with a newer version)
     text = config.read_text() + "\n[beads]\nretry_base_msec = 10\n"
     text = text.replace("[orchestrator]\n", "[orchestrator]\nshutdown_grace = 3\n")
+    text = text.replace("[local]\n", "[local]\ntasks_dbb = 'x'\n")  # a table of jetpack.shared
     config.write_text(text)
-    assert "unknown key orchestrator.shutdown_grace" in cli("task", "list").stderr
+    listed = cli("task", "list").stderr
+    assert "unknown key orchestrator.shutdown_grace" in listed
+    assert "unknown key local.tasks_dbb (did you mean local.tasks_db?)" in listed
     proc = cli("config", "show")  # also checks the store tables (it imports the stores)
     assert (
         "unknown key orchestrator.shutdown_grace (did you mean orchestrator.shutdown_grace_s?)"
