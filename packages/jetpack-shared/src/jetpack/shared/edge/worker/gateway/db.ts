@@ -1,0 +1,153 @@
+/**
+ * The one door to D1. Every statement a module runs is a `sql` template that
+ * names the project scope with the `PROJECT` marker; {@link ScopedDb} binds it
+ * to the caller's project and refuses a statement without it, so no route can
+ * forget the scope. Values become numbered parameters (`?1`, `?2`…), never
+ * text, and a statement over D1's 100-parameter cap is refused before it
+ * reaches D1; {@link chunked} splits row lists to stay under it.
+ */
+
+/** Marks where the caller's project goes in a statement. */
+export const PROJECT: unique symbol = Symbol("project");
+
+/** What a statement may bind. */
+export type SqlValue = string | number | null | ArrayBuffer;
+
+type Part = SqlValue | typeof PROJECT | Sql | Raw;
+
+/** D1's limit of bound parameters per statement. */
+export const MAX_PARAMS = 100;
+
+/** Trusted SQL text (column lists, keywords) from constants, never from input. */
+export class Raw {
+  constructor(readonly text: string) {}
+}
+
+/** A SQL fragment and the values bound into it. */
+export class Sql {
+  constructor(
+    readonly strings: readonly string[],
+    readonly parts: readonly Part[],
+  ) {}
+
+  /** True when the fragment (or one nested in it) carries the project marker. */
+  get scoped(): boolean {
+    return this.parts.some((p) => p === PROJECT || (p instanceof Sql && p.scoped));
+  }
+}
+
+/** Build a fragment: `sql\`SELECT … WHERE project = ${PROJECT} AND id = ${id}\``. */
+export function sql(strings: TemplateStringsArray, ...parts: Part[]): Sql {
+  return new Sql([...strings], parts);
+}
+
+/** Trusted text for a template hole. */
+export const raw = (text: string): Raw => new Raw(text);
+
+/** Join fragments with a separator (`, ` by default). */
+export function join(items: readonly Sql[], separator = ", "): Sql {
+  if (items.length === 0) return sql``;
+  const strings = ["", ...items.slice(1).map(() => separator), ""];
+  return new Sql(strings, items);
+}
+
+/** Text and parameters of a fragment; the project (if any) is always `?1`. */
+export function compile(query: Sql, project: string | null): { text: string; params: SqlValue[] } {
+  const params: SqlValue[] = [];
+  if (project !== null) params.push(project);
+  const walk = (q: Sql): string => {
+    let text = q.strings[0] ?? "";
+    q.parts.forEach((part, i) => {
+      if (part === PROJECT) {
+        if (project === null) throw new Error("a scoped statement needs a project");
+        text += "?1";
+      } else if (part instanceof Sql) {
+        text += walk(part);
+      } else if (part instanceof Raw) {
+        text += part.text;
+      } else {
+        params.push(part);
+        text += `?${params.length}`;
+      }
+      text += q.strings[i + 1] ?? "";
+    });
+    return text;
+  };
+  const text = walk(query);
+  if (params.length > MAX_PARAMS) {
+    throw new Error(`statement binds ${params.length} parameters; D1 allows ${MAX_PARAMS}`);
+  }
+  return { text, params };
+}
+
+/** Split `rows` into groups that each bind at most `budget` parameters of `perRow` each. */
+export function chunked<T>(rows: readonly T[], perRow: number, budget = MAX_PARAMS - 1): T[][] {
+  const size = Math.max(1, Math.floor(budget / Math.max(1, perRow)));
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
+  return out;
+}
+
+/** Result rows of a statement, typed by the caller. */
+export type Row = Record<string, unknown>;
+
+/**
+ * D1 for one project. Modules receive it as `c.var.db`; it is the only way
+ * they reach D1.
+ */
+export class ScopedDb {
+  constructor(
+    readonly d1: D1Database,
+    readonly project: string,
+  ) {}
+
+  /** The prepared statement, after checking the scope and the parameter cap. */
+  prepare(query: Sql): D1PreparedStatement {
+    if (!query.scoped) throw new Error("statement without the project scope refused");
+    const { text, params } = compile(query, this.project);
+    return this.d1.prepare(text).bind(...params);
+  }
+
+  async all<T extends Row>(query: Sql): Promise<T[]> {
+    return (await this.prepare(query).all<T>()).results;
+  }
+
+  async first<T extends Row>(query: Sql): Promise<T | null> {
+    return await this.prepare(query).first<T>();
+  }
+
+  async run(query: Sql): Promise<D1Result> {
+    return await this.prepare(query).run();
+  }
+
+  /** Run statements as one transaction, in one round trip: all or nothing. */
+  async batch(queries: readonly Sql[]): Promise<D1Result<Row>[]> {
+    if (queries.length === 0) return [];
+    return await this.d1.batch<Row>(queries.map((q) => this.prepare(q)));
+  }
+}
+
+/**
+ * The gateway's own tables (tokens, audit, idempotency keys) span projects;
+ * only gateway code uses this door, never a module.
+ */
+export class GatewayDb {
+  constructor(readonly d1: D1Database) {}
+
+  prepare(query: Sql): D1PreparedStatement {
+    const { text, params } = compile(query, null);
+    return this.d1.prepare(text).bind(...params);
+  }
+
+  async all<T extends Row>(query: Sql): Promise<T[]> {
+    return (await this.prepare(query).all<T>()).results;
+  }
+
+  async first<T extends Row>(query: Sql): Promise<T | null> {
+    return await this.prepare(query).first<T>();
+  }
+
+  async run(query: Sql): Promise<D1Result> {
+    return await this.prepare(query).run();
+  }
+}

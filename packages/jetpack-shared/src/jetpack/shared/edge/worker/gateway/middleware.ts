@@ -1,0 +1,254 @@
+/**
+ * The gateway's middlewares, in the order the app factory composes them:
+ * request id → CORS → audit → body limit → auth (+ project scope) → rate
+ * limit → idempotency → the modules' routes.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit as honoBodyLimit } from "hono/body-limit";
+import { cors as honoCors } from "hono/cors";
+import { routePath } from "hono/route";
+import { sameSecret, sha256Hex } from "./crypto";
+import { GatewayDb, ScopedDb, sql } from "./db";
+import { ApiError, errorResponse, tooLarge, unauthorized } from "./errors";
+import type { GatewayEnv } from "./env";
+
+type Middleware = MiddlewareHandler<GatewayEnv>;
+
+/** Largest request body accepted. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** Replace headers on a response whose headers may be immutable (a fetched one). */
+function withHeaders(c: Context<GatewayEnv>, headers: Record<string, string>): void {
+  if (c.res.status === 101) return; // a WebSocket upgrade passes through untouched
+  try {
+    for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
+  } catch {
+    const copy = new Response(c.res.body, c.res);
+    for (const [name, value] of Object.entries(headers)) copy.headers.set(name, value);
+    c.res = copy;
+  }
+}
+
+/** `X-Request-Id`: the caller's (if sane) or a new one, echoed on every response. */
+export const requestId = (): Middleware => async (c, next) => {
+  const given = c.req.header("X-Request-Id");
+  const id = given !== undefined && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+  c.set("requestId", id);
+  c.set("principal", null);
+  c.set("auditAgent", null);
+  c.set("errorCode", null);
+  await next();
+  withHeaders(c, { "X-Request-Id": id });
+};
+
+function allowedOrigins(c: Context<GatewayEnv>): string[] {
+  return (c.env.JETPACK_CORS_ORIGINS ?? "")
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o.length > 0);
+}
+
+/** No cross-origin access unless `JETPACK_CORS_ORIGINS` lists the origin. */
+export const cors = (): Middleware => async (c, next) => {
+  const origin = c.req.header("Origin");
+  const allowed = allowedOrigins(c);
+  if (origin !== undefined && allowed.includes(origin)) {
+    const handler = honoCors({
+      origin: allowed,
+      allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+      allowMethods: ["GET", "POST", "PATCH", "DELETE"],
+      exposeHeaders: ["X-Request-Id", "Retry-After"],
+      maxAge: 600,
+    });
+    return await handler(c, next);
+  }
+  if (c.req.method === "OPTIONS" && origin !== undefined) {
+    throw new ApiError(403, "cors_forbidden", `cross-origin requests from ${origin} are not allowed`);
+  }
+  await next();
+};
+
+const READS = new Set(["GET", "HEAD"]);
+
+/**
+ * The audit log: every mutation and every refused request, written after the
+ * response (the row appears a moment later). Never the token, only its id.
+ */
+export const audit = (): Middleware => async (c, next) => {
+  await next();
+  const status = c.res.status;
+  if (READS.has(c.req.method) && status < 400) return;
+  const principal = c.get("principal");
+  const project = principal?.kind === "project" ? principal.project : null;
+  const agent = c.get("auditAgent") ?? (principal?.kind === "project" ? principal.agentId : null);
+  const code = c.get("errorCode");
+  const gw = new GatewayDb(c.env.DB);
+  const row = sql`INSERT INTO audit_log
+      (at, request_id, project, token_id, agent_id, method, route, path, status, code)
+    VALUES (${Date.now()}, ${c.get("requestId")}, ${project}, ${principal?.tokenId ?? null},
+      ${agent}, ${c.req.method}, ${routePath(c, -1)}, ${c.req.path.slice(0, 512)}, ${status}, ${code})`;
+  c.executionCtx.waitUntil(
+    gw.run(row).then(
+      () => undefined,
+      (err: unknown) => console.error("audit write failed", err),
+    ),
+  );
+};
+
+/** Bodies over 1 MiB → 413 (by Content-Length, or while streaming one without it). */
+export const bodyLimit = (): Middleware =>
+  honoBodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => errorResponse(c as Context<GatewayEnv>, tooLarge()),
+  });
+
+/** Routes anyone may call. */
+const PUBLIC = new Set(["GET /api/health", "GET /api/openapi.json"]);
+/** Routes the admin token may call (everything else needs a project token). */
+const ADMIN_PATHS = /^\/api\/(admin\/|audit$)/;
+const BEARER = /^Bearer[ \t]+([\x21-\x7e]{1,512})[ \t]*$/;
+
+interface TokenRow extends Record<string, unknown> {
+  id: string;
+  project: string;
+  agent_id: string | null;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+/**
+ * `Authorization: Bearer <token>`: the admin secret, or a project token looked
+ * up by its SHA-256. Missing, unknown, revoked or expired → 401. A project
+ * token gets `c.var.db`, the project-scoped door to D1.
+ */
+export const auth = (): Middleware => async (c, next) => {
+  if (PUBLIC.has(`${c.req.method} ${c.req.path}`)) return await next();
+  const match = BEARER.exec(c.req.header("Authorization") ?? "");
+  const token = match?.[1];
+  if (token === undefined) throw unauthorized("missing bearer token (Authorization: Bearer …)");
+  const admin = c.env.JETPACK_ADMIN_TOKEN;
+  if (admin !== undefined && admin.length > 0 && (await sameSecret(token, admin))) {
+    c.set("principal", { kind: "admin", tokenId: "admin" });
+    if (!ADMIN_PATHS.test(c.req.path)) {
+      throw new ApiError(
+        403,
+        "forbidden",
+        "the admin token manages tokens and reads the audit log; use a project token",
+      );
+    }
+    return await next();
+  }
+  const gw = new GatewayDb(c.env.DB);
+  const row = await gw.first<TokenRow>(
+    sql`SELECT id, project, agent_id, expires_at, revoked_at FROM tokens
+        WHERE hash = ${await sha256Hex(token)}`,
+  );
+  if (row === null || row.revoked_at !== null) throw unauthorized("unknown or revoked token");
+  if (row.expires_at !== null && row.expires_at <= Date.now()) throw unauthorized("token expired");
+  c.set("principal", {
+    kind: "project",
+    tokenId: row.id,
+    project: row.project,
+    agentId: row.agent_id,
+  });
+  c.set("db", new ScopedDb(c.env.DB, row.project));
+  await next();
+};
+
+/** Per-token budget from the Rate Limiting binding → 429 with `Retry-After`. */
+export const rateLimit = (): Middleware => async (c, next) => {
+  const limiter = c.env.RATE_LIMITER;
+  const principal = c.get("principal");
+  if (limiter !== undefined && principal !== null) {
+    const { success } = await limiter.limit({ key: principal.tokenId });
+    if (!success) {
+      const period = c.env.JETPACK_RATE_LIMIT_PERIOD ?? "10";
+      throw new ApiError(429, "rate_limited", "too many requests for this token; slow down", undefined, {
+        "Retry-After": period,
+      });
+    }
+  }
+  await next();
+};
+
+const KEY = /^[\x21-\x7e]{1,128}$/;
+const MUTATIONS = new Set(["POST", "PATCH", "PUT", "DELETE"]);
+/** A first request still running after this long is taken to have died. */
+const PENDING_MS = 60_000;
+
+interface KeyRow extends Record<string, unknown> {
+  method: string;
+  path: string;
+  state: string;
+  status: number | null;
+  body: string | null;
+  created_at: number;
+}
+
+/**
+ * `Idempotency-Key` on a mutation: the first request runs, its response is
+ * kept; a retry with the same key gets that response again
+ * (`Idempotent-Replayed: true`) and writes nothing. A retry while the first
+ * still runs → 409 `in_progress` (retry later); the same key on another route
+ * → 422. Responses of 5xx are not kept, so a retry runs again.
+ */
+export const idempotency = (): Middleware => async (c, next) => {
+  const key = c.req.header("Idempotency-Key");
+  if (key === undefined || !MUTATIONS.has(c.req.method)) return await next();
+  if (!KEY.test(key)) throw new ApiError(422, "invalid", "1-128 printable characters", "Idempotency-Key");
+  const principal = c.get("principal");
+  const project = principal?.kind === "project" ? principal.project : "";
+  const gw = new GatewayDb(c.env.DB);
+  const now = Date.now();
+  const method = c.req.method;
+  const path = c.req.path;
+  const inserted = await gw.run(
+    sql`INSERT INTO idempotency_keys (project, key, method, path, state, created_at)
+        VALUES (${project}, ${key}, ${method}, ${path}, 'pending', ${now})
+        ON CONFLICT (project, key) DO NOTHING`,
+  );
+  if (inserted.meta.changes === 0) {
+    const row = await gw.first<KeyRow>(
+      sql`SELECT method, path, state, status, body, created_at FROM idempotency_keys
+          WHERE project = ${project} AND key = ${key}`,
+    );
+    if (row !== null && (row.method !== method || row.path !== path)) {
+      throw new ApiError(422, "invalid", "this key was used for another request", "Idempotency-Key");
+    }
+    if (row !== null && row.state === "done" && row.status !== null) {
+      return new Response(row.body, {
+        status: row.status,
+        headers: { "Content-Type": "application/json", "Idempotent-Replayed": "true" },
+      });
+    }
+    const takeover =
+      row === null
+        ? null
+        : await gw.run(
+            sql`UPDATE idempotency_keys SET created_at = ${now}
+                WHERE project = ${project} AND key = ${key} AND state = 'pending'
+                  AND created_at = ${row.created_at} AND created_at <= ${now - PENDING_MS}`,
+          );
+    if (takeover === null || takeover.meta.changes === 0) {
+      throw new ApiError(409, "in_progress", "a request with this Idempotency-Key is still running; retry");
+    }
+  }
+  try {
+    await next();
+  } catch (err) {
+    await gw.run(sql`DELETE FROM idempotency_keys WHERE project = ${project} AND key = ${key}`);
+    throw err;
+  }
+  const status = c.res.status;
+  if (status >= 500 || status === 429) {
+    await gw.run(sql`DELETE FROM idempotency_keys WHERE project = ${project} AND key = ${key}`);
+    return;
+  }
+  const body = await c.res.clone().text();
+  await gw.run(
+    sql`UPDATE idempotency_keys SET state = 'done', status = ${status}, body = ${body}
+        WHERE project = ${project} AND key = ${key}`,
+  );
+};
