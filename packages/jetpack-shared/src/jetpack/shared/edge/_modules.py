@@ -119,7 +119,9 @@ def discover_modules(names: Sequence[str] | None = None) -> list[EdgeModule]:
         try:
             module = ep.load()
         except Exception as exc:
-            raise JetpackError(f"edge module {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+            raise JetpackError(
+                f"edge module {ep.name!r} ({ep.value}) failed to load: {exc}"
+            ) from exc
         if not isinstance(module, EdgeModule):
             raise JetpackError(f"edge module {ep.name!r} ({ep.value}) is not an EdgeModule")
         if module.name in found and found[module.name] != module:

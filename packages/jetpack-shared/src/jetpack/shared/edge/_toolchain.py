@@ -228,7 +228,8 @@ def _install(root: Path, say: Progress, env: Mapping[str, str]) -> None:
             proc.wait()
     if code != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        raise ToolchainError("npm ci failed (exit %d):\n%s" % (code, "\n".join(tail[-15:])))
+        detail = "\n".join(tail[-15:])
+        raise ToolchainError(f"npm ci failed (exit {code}):\n{detail}")
     (staging / _COMPLETE).write_text(f"installed {time.time():.0f}\n", encoding="utf-8")
     shutil.rmtree(root, ignore_errors=True)
     staging.rename(root)

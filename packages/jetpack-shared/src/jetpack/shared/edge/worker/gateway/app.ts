@@ -8,6 +8,7 @@ import { ApiError, ErrorSchema, errorResponse, fromZod, onError } from "./errors
 import type { Bindings, GatewayApp, GatewayEnv } from "./env";
 import { audit, auth, bodyLimit, cors, idempotency, rateLimit, requestId } from "./middleware";
 import { registerTokenRoutes } from "./tokens";
+import { assembleUpload, registerUploadRoutes } from "./uploads";
 
 /** Bumped when a route changes incompatibly; the Python client checks it once. */
 export const API_VERSION = 1;
@@ -41,6 +42,7 @@ export async function enforceRetention(env: Bindings, now: number): Promise<void
   await gw.run(sql`DELETE FROM audit_log WHERE at < ${cutoff}`);
   // Idempotency keys only need to outlive a client's retries: one day at most.
   await gw.run(sql`DELETE FROM idempotency_keys WHERE created_at < ${Math.max(cutoff, now - DAY_MS)}`);
+  await gw.run(sql`DELETE FROM upload_parts WHERE created_at < ${now - DAY_MS}`);
 }
 
 /** Build the Hono app for these modules. */
@@ -56,7 +58,17 @@ export function createApp(modules: readonly JetpackModule[]): GatewayApp {
   });
   app.onError(onError);
   app.notFound((c) => errorResponse(c, new ApiError(404, "not_found", `no route ${c.req.method} ${c.req.path}`)));
-  app.use("*", requestId(), cors(), audit(), bodyLimit(), auth(), rateLimit(), idempotency());
+  app.use(
+    "*",
+    requestId(),
+    cors(),
+    audit(),
+    bodyLimit(),
+    auth(),
+    rateLimit(),
+    idempotency(),
+    assembleUpload(),
+  );
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.openapi(
@@ -81,6 +93,7 @@ export function createApp(modules: readonly JetpackModule[]): GatewayApp {
       ),
   );
   registerTokenRoutes(app);
+  registerUploadRoutes(app);
   for (const module of modules) module.register(app);
   app.doc31("/api/openapi.json", {
     openapi: "3.1.0",

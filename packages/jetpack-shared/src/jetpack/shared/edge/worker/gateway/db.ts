@@ -88,6 +88,28 @@ export function chunked<T>(rows: readonly T[], perRow: number, budget = MAX_PARA
   return out;
 }
 
+/**
+ * In a batch: abort the whole batch (all or nothing) unless the statement
+ * just before changed at least one row. The batch then fails with
+ * {@link GuardFailed}.
+ */
+export const CHANGED: unique symbol = Symbol("changed");
+
+/** The error a batch fails with when a {@link CHANGED} guard trips. */
+export class GuardFailed extends Error {
+  constructor() {
+    super("a guarded statement changed nothing; the batch was rolled back");
+    this.name = "GuardFailed";
+  }
+}
+
+const GUARD_SQL = "INSERT INTO batch_guard (ok) SELECT 0 WHERE changes() = 0";
+
+/** Whether a D1 error is the guard's CHECK failure. */
+export function isGuardFailure(err: unknown): boolean {
+  return err instanceof Error && /CHECK constraint failed: ok/.test(err.message);
+}
+
 /** Result rows of a statement, typed by the caller. */
 export type Row = Record<string, unknown>;
 
@@ -120,10 +142,20 @@ export class ScopedDb {
     return await this.prepare(query).run();
   }
 
-  /** Run statements as one transaction, in one round trip: all or nothing. */
-  async batch(queries: readonly Sql[]): Promise<D1Result<Row>[]> {
+  /**
+   * Run statements as one transaction, in one round trip: all or nothing.
+   * A {@link CHANGED} entry guards the statement before it; the results
+   * array has one entry per statement, guards included.
+   */
+  async batch(queries: readonly (Sql | typeof CHANGED)[]): Promise<D1Result<Row>[]> {
     if (queries.length === 0) return [];
-    return await this.d1.batch<Row>(queries.map((q) => this.prepare(q)));
+    const statements = queries.map((q) => (q === CHANGED ? this.d1.prepare(GUARD_SQL) : this.prepare(q)));
+    try {
+      return await this.d1.batch<Row>(statements);
+    } catch (err) {
+      if (isGuardFailure(err)) throw new GuardFailed();
+      throw err;
+    }
   }
 }
 

@@ -3,7 +3,20 @@
  */
 export { API_VERSION, createApp, createWorker, enforceRetention, type JetpackModule } from "./app";
 export { newId } from "./crypto";
-export { chunked, join, MAX_PARAMS, PROJECT, raw, type Row, ScopedDb, Sql, sql, type SqlValue } from "./db";
+export {
+  CHANGED,
+  chunked,
+  GuardFailed,
+  join,
+  MAX_PARAMS,
+  PROJECT,
+  raw,
+  type Row,
+  ScopedDb,
+  Sql,
+  sql,
+  type SqlValue,
+} from "./db";
 export type { Bindings, GatewayApp, GatewayEnv, Principal, Variables } from "./env";
 export {
   ApiError,

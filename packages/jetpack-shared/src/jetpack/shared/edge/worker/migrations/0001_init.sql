@@ -40,3 +40,21 @@ CREATE TABLE idempotency_keys (
   PRIMARY KEY (project, key)
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+
+-- Assertions inside a D1 batch (ScopedDb's CHANGED): `INSERT INTO batch_guard
+-- SELECT 0 WHERE changes() = 0` fails this CHECK and rolls the whole batch
+-- back when the statement before it changed nothing. Never holds a row.
+CREATE TABLE batch_guard (ok INTEGER NOT NULL CHECK (ok = 1));
+
+-- Parts of a request body too large for one request (over 1 MiB): the client
+-- PUTs the parts, then sends the request with `Jetpack-Upload: <id>; parts=<n>`
+-- and the gateway reassembles the body. Removed after use, or after a day.
+CREATE TABLE upload_parts (
+  project TEXT NOT NULL,
+  upload_id TEXT NOT NULL,
+  part INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (project, upload_id, part)
+) WITHOUT ROWID;
+CREATE INDEX upload_parts_created ON upload_parts(created_at);
