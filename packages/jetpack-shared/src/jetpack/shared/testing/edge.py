@@ -25,6 +25,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import pytest
 from jetpack.shared.edge import (
     BuildOptions,
     DevServer,
+    EdgeModule,
     Toolchain,
     build_worker,
     ensure_toolchain,
@@ -84,10 +86,14 @@ class EdgeWorker:
         toolchain: Toolchain | None = None,
         persist_to: Path | None = None,
         admin_token: str | None = None,
+        modules: Sequence[EdgeModule] | None = None,
     ) -> EdgeWorker:
-        """Build into ``root/worker`` and serve it (state: ``persist_to``, else ``root/state``)."""
+        """Build into ``root/worker`` and serve it (state: ``persist_to``, else ``root/state``).
+
+        ``modules`` defaults to every installed cf package's module.
+        """
         toolchain = toolchain or ensure_toolchain()
-        build = build_worker(root / "worker", options, toolchain=toolchain)
+        build = build_worker(root / "worker", options, modules=modules, toolchain=toolchain)
         server = DevServer(
             build,
             toolchain,

@@ -61,8 +61,8 @@ export function createApp(modules: readonly JetpackModule[]): GatewayApp {
   app.use(
     "*",
     requestId(),
-    cors(),
     audit(),
+    cors(),
     bodyLimit(),
     auth(),
     rateLimit(),

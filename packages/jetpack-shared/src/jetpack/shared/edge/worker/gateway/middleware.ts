@@ -1,7 +1,7 @@
 /**
  * The gateway's middlewares, in the order the app factory composes them:
- * request id → CORS → audit → body limit → auth (+ project scope) → rate
- * limit → idempotency → the modules' routes.
+ * request id → audit → CORS → body limit → auth (+ project scope) → rate
+ * limit → idempotency → upload reassembly → the modules' routes.
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit as honoBodyLimit } from "hono/body-limit";

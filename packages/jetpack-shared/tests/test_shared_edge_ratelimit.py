@@ -1,0 +1,58 @@
+"""The Rate Limiting binding, built with a low limit: 429 + Retry-After, then recovery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jetpack.shared.edge import BuildOptions
+from jetpack.shared.testing.edge import EdgeWorker
+
+LIMIT = 5
+
+
+@pytest.fixture(scope="module")
+def strict_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeWorker]:
+    root: Path = tmp_path_factory.mktemp("strict-worker")
+    worker = EdgeWorker.start(root, BuildOptions(rate_limit=LIMIT, rate_limit_period=10))
+    yield worker
+    worker.stop()
+
+
+def test_over_the_limit_is_429_with_retry_after_then_recovers(strict_worker: EdgeWorker) -> None:
+    project = strict_worker.new_project()
+    other = strict_worker.new_project(project.project)  # a second token of the same project
+    headers = {"Authorization": f"Bearer {project.token}"}
+    with httpx.Client(base_url=strict_worker.url, headers=headers, timeout=30) as http:
+        answers = [
+            http.post(
+                "/api/tokens", json={"agent_id": f"a{i}"}, headers={"X-Request-Id": f"rl-{i}"}
+            )
+            for i in range(LIMIT + 3)
+        ]
+        statuses = [a.status_code for a in answers]
+        assert statuses.count(201) <= LIMIT and 429 in statuses, statuses
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert refused.headers["Retry-After"] == "10"
+        minted = statuses.count(201)
+        # Refused requests wrote nothing: one token per accepted request, plus the two projects'.
+        status, listed = strict_worker.call("GET", f"/api/admin/tokens?project={project.project}")
+        assert status == 200 and len(listed["tokens"]) == 2 + minted
+        # The limit is per token: the project's other token still gets through.
+        other_answer = http.get("/api/tokens", headers={"Authorization": f"Bearer {other.token}"})
+        assert other_answer.status_code == 200
+        deadline = time.monotonic() + 30
+        while True:
+            again = http.get("/api/tokens")
+            if again.status_code == 200:
+                break
+            assert again.status_code == 429
+            assert time.monotonic() < deadline, "the limit never recovered"
+            time.sleep(1)
+    status, audit = strict_worker.call("GET", f"/api/audit?project={project.project}&limit=1000")
+    assert any(e["status"] == 429 and e["code"] == "rate_limited" for e in audit["entries"])
