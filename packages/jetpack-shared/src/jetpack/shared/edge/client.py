@@ -197,7 +197,12 @@ class EdgeClient:
                     transport=self._transport,
                 )
             if not self._checked:
-                await self._check_api()
+                try:
+                    await self._check_api()
+                except BaseException:
+                    http, self._http = self._http, None
+                    await http.aclose()
+                    raise
                 self._checked = True
 
     async def aclose(self) -> None:
