@@ -293,15 +293,16 @@ def token_list(
     """Tokens with their ids, projects, agents and expiry (never the tokens)."""
     params = {"project": project} if project else None
     answer = _run(_admin_call(_worker_url(url), "GET", "/api/admin/tokens", params=params))
-    table = Table("id", "project", "agent", "created", "expires", "revoked")
+    table = Table("project", "agent", "created", "expires", "revoked")
+    table.add_column("id", no_wrap=True, min_width=18)
     for item in answer["tokens"]:
         table.add_row(
-            item["id"],
             item["project"],
             item["agent_id"] or "",
-            item["created_at"],
-            item["expires_at"] or "never",
-            item["revoked_at"] or "",
+            item["created_at"][:19],
+            (item["expires_at"] or "never")[:19],
+            (item["revoked_at"] or "")[:19],
+            item["id"],
         )
     console.print(table)
 
