@@ -275,7 +275,13 @@ def test_idempotency_key_replays_the_first_answer_and_writes_once(
     headers = {"Idempotency-Key": f"key-{time.monotonic_ns()}"}
     with client(edge_worker, edge_project.token) as http:
         first = http.post("/api/tokens", json={"agent_id": "idem"}, headers=headers)
-        second = http.post("/api/tokens", json={"agent_id": "idem"}, headers=headers)
+        # The first answer is kept just after it is sent; until then a retry is told to wait.
+        while True:
+            second = http.post("/api/tokens", json={"agent_id": "idem"}, headers=headers)
+            if second.status_code != 409:
+                break
+            assert second.json()["error"]["code"] == "in_progress"
+            time.sleep(0.05)
         elsewhere = http.post("/api/admin/tokens", json={"project": "p"}, headers=headers)
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()

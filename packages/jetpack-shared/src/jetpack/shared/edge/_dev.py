@@ -163,7 +163,7 @@ class DevServer:
             str(self.persist_to),
             "--show-interactive-dev-session=false",
             "--live-reload=false",
-            "--log-level=info",
+            "--log-level=warn",
         )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")

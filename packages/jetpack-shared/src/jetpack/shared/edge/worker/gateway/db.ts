@@ -110,6 +110,22 @@ export function isGuardFailure(err: unknown): boolean {
   return err instanceof Error && /CHECK constraint failed: ok/.test(err.message);
 }
 
+/** Time a request spent waiting on D1 (reported in `Server-Timing: db`). */
+export class DbTimer {
+  ms = 0;
+  calls = 0;
+
+  async time<T>(work: Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await work;
+    } finally {
+      this.ms += performance.now() - started;
+      this.calls += 1;
+    }
+  }
+}
+
 /** Result rows of a statement, typed by the caller. */
 export type Row = Record<string, unknown>;
 
@@ -121,6 +137,7 @@ export class ScopedDb {
   constructor(
     readonly d1: D1Database,
     readonly project: string,
+    private readonly timer: DbTimer = new DbTimer(),
   ) {}
 
   /** The prepared statement, after checking the scope and the parameter cap. */
@@ -131,15 +148,15 @@ export class ScopedDb {
   }
 
   async all<T extends Row>(query: Sql): Promise<T[]> {
-    return (await this.prepare(query).all<T>()).results;
+    return (await this.timer.time(this.prepare(query).all<T>())).results;
   }
 
   async first<T extends Row>(query: Sql): Promise<T | null> {
-    return await this.prepare(query).first<T>();
+    return await this.timer.time(this.prepare(query).first<T>());
   }
 
   async run(query: Sql): Promise<D1Result> {
-    return await this.prepare(query).run();
+    return await this.timer.time(this.prepare(query).run());
   }
 
   /**
@@ -151,7 +168,7 @@ export class ScopedDb {
     if (queries.length === 0) return [];
     const statements = queries.map((q) => (q === CHANGED ? this.d1.prepare(GUARD_SQL) : this.prepare(q)));
     try {
-      return await this.d1.batch<Row>(statements);
+      return await this.timer.time(this.d1.batch<Row>(statements));
     } catch (err) {
       if (isGuardFailure(err)) throw new GuardFailed();
       throw err;
@@ -164,7 +181,10 @@ export class ScopedDb {
  * only gateway code uses this door, never a module.
  */
 export class GatewayDb {
-  constructor(readonly d1: D1Database) {}
+  constructor(
+    readonly d1: D1Database,
+    private readonly timer: DbTimer = new DbTimer(),
+  ) {}
 
   prepare(query: Sql): D1PreparedStatement {
     const { text, params } = compile(query, null);
@@ -172,14 +192,14 @@ export class GatewayDb {
   }
 
   async all<T extends Row>(query: Sql): Promise<T[]> {
-    return (await this.prepare(query).all<T>()).results;
+    return (await this.timer.time(this.prepare(query).all<T>())).results;
   }
 
   async first<T extends Row>(query: Sql): Promise<T | null> {
-    return await this.prepare(query).first<T>();
+    return await this.timer.time(this.prepare(query).first<T>());
   }
 
   async run(query: Sql): Promise<D1Result> {
-    return await this.prepare(query).run();
+    return await this.timer.time(this.prepare(query).run());
   }
 }

@@ -3,7 +3,7 @@
  * the per-request variables the middlewares set.
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import type { ScopedDb } from "./db";
+import type { DbTimer, ScopedDb } from "./db";
 
 /** Bindings and vars of the Worker (wrangler.jsonc); modules read their own by name. */
 export interface Bindings {
@@ -44,6 +44,13 @@ export interface Variables {
   auditAgent: string | null;
   /** The code of the error response, for the audit row. */
   errorCode: string | null;
+  /**
+   * Gateway writes that may land just after the response (the audit row, an
+   * idempotency key's answer): one D1 batch in `waitUntil`, off the request's path.
+   */
+  deferred: D1PreparedStatement[];
+  /** D1 time of this request so far (`Server-Timing: db`). */
+  dbTimer: DbTimer;
 }
 
 export interface GatewayEnv {

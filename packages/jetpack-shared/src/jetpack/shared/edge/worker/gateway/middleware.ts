@@ -8,7 +8,7 @@ import { bodyLimit as honoBodyLimit } from "hono/body-limit";
 import { cors as honoCors } from "hono/cors";
 import { routePath } from "hono/route";
 import { sameSecret, sha256Hex } from "./crypto";
-import { GatewayDb, ScopedDb, sql } from "./db";
+import { DbTimer, GatewayDb, ScopedDb, sql } from "./db";
 import { ApiError, errorResponse, tooLarge, unauthorized } from "./errors";
 import type { GatewayEnv } from "./env";
 
@@ -31,16 +31,26 @@ function withHeaders(c: Context<GatewayEnv>, headers: Record<string, string>): v
   }
 }
 
-/** `X-Request-Id`: the caller's (if sane) or a new one, echoed on every response. */
+/**
+ * `X-Request-Id`: the caller's (if sane) or a new one, echoed on every
+ * response. `Server-Timing` says how long the Worker spent (`worker`) and how
+ * much of it waiting on D1 (`db`); the Workers clock advances only at I/O.
+ */
 export const requestId = (): Middleware => async (c, next) => {
+  const started = performance.now();
   const given = c.req.header("X-Request-Id");
   const id = given !== undefined && REQUEST_ID.test(given) ? given : crypto.randomUUID();
   c.set("requestId", id);
   c.set("principal", null);
   c.set("auditAgent", null);
   c.set("errorCode", null);
+  c.set("deferred", []);
+  const timer = new DbTimer();
+  c.set("dbTimer", timer);
   await next();
-  withHeaders(c, { "X-Request-Id": id });
+  const spent = (performance.now() - started).toFixed(1);
+  const timing = `worker;dur=${spent}, db;dur=${timer.ms.toFixed(1)};desc="${timer.calls} D1 calls"`;
+  withHeaders(c, { "X-Request-Id": id, "Server-Timing": timing });
 };
 
 function allowedOrigins(c: Context<GatewayEnv>): string[] {
@@ -73,28 +83,35 @@ export const cors = (): Middleware => async (c, next) => {
 const READS = new Set(["GET", "HEAD"]);
 
 /**
- * The audit log: every mutation and every refused request, written after the
- * response (the row appears a moment later). Never the token, only its id.
+ * The audit log: every mutation and every refused request (never the token,
+ * only its id). The row is written just after the response, in one batch with
+ * the request's other deferred writes, so it appears a moment later.
  */
 export const audit = (): Middleware => async (c, next) => {
   await next();
   const status = c.res.status;
-  if (READS.has(c.req.method) && status < 400) return;
-  const principal = c.get("principal");
-  const project = principal?.kind === "project" ? principal.project : null;
-  const agent = c.get("auditAgent") ?? (principal?.kind === "project" ? principal.agentId : null);
-  const code = c.get("errorCode");
   const gw = new GatewayDb(c.env.DB);
-  const row = sql`INSERT INTO audit_log
-      (at, request_id, project, token_id, agent_id, method, route, path, status, code)
-    VALUES (${Date.now()}, ${c.get("requestId")}, ${project}, ${principal?.tokenId ?? null},
-      ${agent}, ${c.req.method}, ${routePath(c, -1)}, ${c.req.path.slice(0, 512)}, ${status}, ${code})`;
-  c.executionCtx.waitUntil(
-    gw.run(row).then(
-      () => undefined,
-      (err: unknown) => console.error("audit write failed", err),
-    ),
-  );
+  const deferred = c.get("deferred");
+  if (!READS.has(c.req.method) || status >= 400) {
+    const principal = c.get("principal");
+    const project = principal?.kind === "project" ? principal.project : null;
+    const agent = c.get("auditAgent") ?? (principal?.kind === "project" ? principal.agentId : null);
+    deferred.push(
+      gw.prepare(sql`INSERT INTO audit_log
+          (at, request_id, project, token_id, agent_id, method, route, path, status, code)
+        VALUES (${Date.now()}, ${c.get("requestId")}, ${project}, ${principal?.tokenId ?? null},
+          ${agent}, ${c.req.method}, ${routePath(c, -1)}, ${c.req.path.slice(0, 512)}, ${status},
+          ${c.get("errorCode")})`),
+    );
+  }
+  if (deferred.length > 0) {
+    c.executionCtx.waitUntil(
+      c.env.DB.batch(deferred).then(
+        () => undefined,
+        (err: unknown) => console.error("deferred gateway writes failed", err),
+      ),
+    );
+  }
 };
 
 /** Bodies over 1 MiB → 413 (by Content-Length, or while streaming one without it). */
@@ -119,6 +136,34 @@ interface TokenRow extends Record<string, unknown> {
 }
 
 /**
+ * Token rows this isolate looked up, by hash, for {@link AUTH_CACHE_MS}: most
+ * requests then need no D1 read to authenticate. A revocation through this
+ * isolate takes effect at once ({@link forgetToken}); one made through another
+ * isolate (a deployed Worker runs many) within AUTH_CACHE_MS. Expiry is
+ * checked on every request.
+ */
+const AUTH_CACHE_MS = 5_000;
+const AUTH_CACHE_SIZE = 10_000;
+const authCache = new Map<string, { row: TokenRow; until: number }>();
+
+/** Drop a token from this isolate's cache (after revoking it). */
+export function forgetToken(tokenId: string): void {
+  for (const [hash, entry] of authCache) if (entry.row.id === tokenId) authCache.delete(hash);
+}
+
+async function lookupToken(c: Context<GatewayEnv>, hash: string, now: number): Promise<TokenRow | null> {
+  const cached = authCache.get(hash);
+  if (cached !== undefined && cached.until > now) return cached.row;
+  const row = await new GatewayDb(c.env.DB, c.get("dbTimer")).first<TokenRow>(
+    sql`SELECT id, project, agent_id, expires_at, revoked_at FROM tokens WHERE hash = ${hash}`,
+  );
+  if (authCache.size >= AUTH_CACHE_SIZE) authCache.clear();
+  if (row !== null) authCache.set(hash, { row, until: now + AUTH_CACHE_MS });
+  else authCache.delete(hash);
+  return row;
+}
+
+/**
  * `Authorization: Bearer <token>`: the admin secret, or a project token looked
  * up by its SHA-256. Missing, unknown, revoked or expired → 401. A project
  * token gets `c.var.db`, the project-scoped door to D1.
@@ -140,20 +185,17 @@ export const auth = (): Middleware => async (c, next) => {
     }
     return await next();
   }
-  const gw = new GatewayDb(c.env.DB);
-  const row = await gw.first<TokenRow>(
-    sql`SELECT id, project, agent_id, expires_at, revoked_at FROM tokens
-        WHERE hash = ${await sha256Hex(token)}`,
-  );
+  const now = Date.now();
+  const row = await lookupToken(c, await sha256Hex(token), now);
   if (row === null || row.revoked_at !== null) throw unauthorized("unknown or revoked token");
-  if (row.expires_at !== null && row.expires_at <= Date.now()) throw unauthorized("token expired");
+  if (row.expires_at !== null && row.expires_at <= now) throw unauthorized("token expired");
   c.set("principal", {
     kind: "project",
     tokenId: row.id,
     project: row.project,
     agentId: row.agent_id,
   });
-  c.set("db", new ScopedDb(c.env.DB, row.project));
+  c.set("db", new ScopedDb(c.env.DB, row.project, c.get("dbTimer")));
   await next();
 };
 
@@ -189,7 +231,7 @@ interface KeyRow extends Record<string, unknown> {
 
 /**
  * `Idempotency-Key` on a mutation: the first request runs, its response is
- * kept; a retry with the same key gets that response again
+ * kept (written just after it is sent); a retry with the same key gets that response again
  * (`Idempotent-Replayed: true`) and writes nothing. A retry while the first
  * still runs → 409 `in_progress` (retry later); the same key on another route
  * → 422. Responses of 5xx are not kept, so a retry runs again.
@@ -200,7 +242,7 @@ export const idempotency = (): Middleware => async (c, next) => {
   if (!KEY.test(key)) throw new ApiError(422, "invalid", "1-128 printable characters", "Idempotency-Key");
   const principal = c.get("principal");
   const project = principal?.kind === "project" ? principal.project : "";
-  const gw = new GatewayDb(c.env.DB);
+  const gw = new GatewayDb(c.env.DB, c.get("dbTimer"));
   const now = Date.now();
   const method = c.req.method;
   const path = c.req.path;
@@ -235,20 +277,18 @@ export const idempotency = (): Middleware => async (c, next) => {
       throw new ApiError(409, "in_progress", "a request with this Idempotency-Key is still running; retry");
     }
   }
-  try {
-    await next();
-  } catch (err) {
-    await gw.run(sql`DELETE FROM idempotency_keys WHERE project = ${project} AND key = ${key}`);
-    throw err;
-  }
+  await next();
+  // Kept with the audit row, just after the response: a retry arriving before
+  // that sees the key pending (409 in_progress) and tries again a little later.
   const status = c.res.status;
+  const deferred = c.get("deferred");
   if (status >= 500 || status === 429) {
-    await gw.run(sql`DELETE FROM idempotency_keys WHERE project = ${project} AND key = ${key}`);
+    deferred.push(gw.prepare(sql`DELETE FROM idempotency_keys WHERE project = ${project} AND key = ${key}`));
     return;
   }
   const body = await c.res.clone().text();
-  await gw.run(
-    sql`UPDATE idempotency_keys SET state = 'done', status = ${status}, body = ${body}
-        WHERE project = ${project} AND key = ${key}`,
+  deferred.push(
+    gw.prepare(sql`UPDATE idempotency_keys SET state = 'done', status = ${status}, body = ${body}
+        WHERE project = ${project} AND key = ${key}`),
   );
 };

@@ -8,6 +8,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { newId, newToken, sha256Hex } from "./crypto";
 import { GatewayDb, type Sql, sql } from "./db";
 import { ErrorSchema, forbidden, invalid, notFound } from "./errors";
+import { forgetToken } from "./middleware";
 import type { GatewayApp } from "./env";
 import { projectOf, requireAdmin } from "./principal";
 import { Identifier, Timestamp, toIso } from "./schemas";
@@ -144,10 +145,11 @@ async function mint(
 const TOKEN_COLUMNS = sql`id, project, agent_id, created_at, expires_at, revoked_at, created_by`;
 
 async function revoke(gw: GatewayDb, where: Sql): Promise<boolean> {
-  const result = await gw.run(
-    sql`UPDATE tokens SET revoked_at = ${Date.now()} WHERE revoked_at IS NULL AND ${where}`,
+  const revoked = await gw.all<{ id: string }>(
+    sql`UPDATE tokens SET revoked_at = ${Date.now()} WHERE revoked_at IS NULL AND ${where} RETURNING id`,
   );
-  return result.meta.changes > 0;
+  for (const { id } of revoked) forgetToken(id);
+  return revoked.length > 0;
 }
 
 /** Register the token and audit routes. */

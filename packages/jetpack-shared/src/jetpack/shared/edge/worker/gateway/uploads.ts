@@ -80,9 +80,7 @@ export const assembleUpload = (): MiddlewareHandler<GatewayEnv> => async (c, nex
     body: rows.map((row) => row.body).join(""),
   });
   await next();
-  c.executionCtx.waitUntil(
-    gw
-      .run(sql`DELETE FROM upload_parts WHERE project = ${project} AND upload_id = ${uploadId}`)
-      .then(() => undefined),
+  c.get("deferred").push(
+    gw.prepare(sql`DELETE FROM upload_parts WHERE project = ${project} AND upload_id = ${uploadId}`),
   );
 };
