@@ -47,9 +47,16 @@ export function jsonBytes(value: unknown): number {
   return text.length + extra;
 }
 
-/** Check a JSON value for depth and lone surrogates; returns the offending path or null. */
+/**
+ * Check a JSON value for nesting and lone surrogates (`jetpack.shared._base.json_problem`):
+ * an object or list at depth 32 or more (the top level is depth 0) is refused.
+ * Returns the offending path, or null.
+ */
 function jsonProblem(value: unknown, path: string[], depth: number): { path: string[]; message: string } | null {
-  if (depth > MAX_JSON_DEPTH) return { path, message: `is nested deeper than ${MAX_JSON_DEPTH} levels` };
+  const container = Array.isArray(value) || (value !== null && typeof value === "object");
+  if (container && depth >= MAX_JSON_DEPTH) {
+    return { path, message: `nests objects and lists deeper than ${MAX_JSON_DEPTH} levels` };
+  }
   if (typeof value === "string") {
     return value.isWellFormed() ? null : { path, message: "contains a lone surrogate (not valid Unicode)" };
   }
@@ -72,7 +79,7 @@ function jsonProblem(value: unknown, path: string[], depth: number): { path: str
 
 /** A JSON object of at most 64 KiB, at most 32 levels deep, valid Unicode throughout. */
 export const JsonObject = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
-  const problem = jsonProblem(value, [], 1);
+  const problem = jsonProblem(value, [], 0);
   if (problem !== null) {
     ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
     return;

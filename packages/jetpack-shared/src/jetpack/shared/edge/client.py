@@ -72,8 +72,10 @@ def _encode(body: Any) -> bytes:
     """Compact, ASCII-only JSON (so any byte boundary is a character boundary)."""
     try:
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValidationError("body", f"not JSON-serialisable: {exc}") from exc
+    except RecursionError as exc:
+        raise ValidationError("body", "nested too deeply to send") from exc
     return text.encode("ascii")
 
 
