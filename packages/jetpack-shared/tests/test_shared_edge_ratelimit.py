@@ -1,4 +1,5 @@
-"""The Rate Limiting binding, built with a low limit: 429 + Retry-After, then recovery."""
+"""A Worker built with a low rate limit and a short retention: 429 + Retry-After, then
+recovery; the cron trigger deletes audit rows and idempotency keys past retention."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from jetpack.shared.edge import BuildOptions
 from jetpack.shared.testing.edge import EdgeWorker
 
 LIMIT = 5
+RETENTION_DAYS = 3 / 86_400  # three seconds
 
 
 @pytest.fixture(scope="module")
 def strict_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeWorker]:
     root: Path = tmp_path_factory.mktemp("strict-worker")
-    worker = EdgeWorker.start(root, BuildOptions(rate_limit=LIMIT, rate_limit_period=10))
+    options = BuildOptions(rate_limit=LIMIT, rate_limit_period=10, retention_days=RETENTION_DAYS)
+    worker = EdgeWorker.start(root, options)
     yield worker
     worker.stop()
 
@@ -56,3 +59,31 @@ def test_over_the_limit_is_429_with_retry_after_then_recovers(strict_worker: Edg
             time.sleep(1)
     status, audit = strict_worker.call("GET", f"/api/audit?project={project.project}&limit=1000")
     assert any(e["status"] == 429 and e["code"] == "rate_limited" for e in audit["entries"])
+
+
+def test_the_cron_trigger_enforces_retention(strict_worker: EdgeWorker) -> None:
+    project = strict_worker.new_project()
+    headers = {"Authorization": f"Bearer {project.token}", "Idempotency-Key": "old-key-1"}
+    with httpx.Client(base_url=strict_worker.url, timeout=30) as http:
+        assert http.post("/api/tokens", json={"agent_id": "a"}, headers=headers).status_code == 201
+        time.sleep(4)  # past retention
+        fresh = http.get("/api/tokens", headers={"Authorization": "Bearer jp_nope"})
+        assert fresh.status_code == 401
+        time.sleep(0.5)
+        status, before = strict_worker.call("GET", "/api/audit?limit=1000")
+        assert status == 200
+        assert any(e["project"] == project.project for e in before["entries"])
+        trigger = http.get("/cdn-cgi/local/scheduled")  # what the daily cron does
+        assert trigger.status_code == 200, trigger.text
+        deadline = time.monotonic() + 30
+        while True:
+            status, after = strict_worker.call("GET", "/api/audit?limit=1000")
+            assert status == 200
+            if not any(e["project"] == project.project for e in after["entries"]):
+                break
+            assert time.monotonic() < deadline, "old audit rows were kept"
+            time.sleep(1)
+        assert any(e["request_id"] == fresh.headers["X-Request-Id"] for e in after["entries"])
+        # The old idempotency key is gone: the same key runs again instead of replaying.
+        again = http.post("/api/tokens", json={"agent_id": "a"}, headers=headers)
+        assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers

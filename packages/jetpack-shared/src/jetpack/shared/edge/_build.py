@@ -54,7 +54,8 @@ class BuildOptions:
             does not throttle a busy swarm; tests build with a low one.
         rate_limit_period: 10 or 60 seconds (the binding allows only these).
         cors_origins: origins allowed cross-origin; none by default.
-        retention_days: how long audit rows are kept (idempotency keys: 1 day).
+        retention_days: how long audit rows are kept (idempotency keys and upload
+            parts: one day at most), enforced by a daily cron trigger.
         database_name: the D1 database's name.
         database_id: its id (deploy); a placeholder for local runs.
         compatibility_date: the Workers runtime behaviour to pin.
@@ -68,7 +69,7 @@ class BuildOptions:
     rate_limit: int = 10_000
     rate_limit_period: int = 10
     cors_origins: Sequence[str] = ()
-    retention_days: int = 30
+    retention_days: float = 30
     database_name: str = "jetpack"
     database_id: str | None = None
     compatibility_date: str = "2026-11-01"
@@ -81,6 +82,8 @@ class BuildOptions:
             raise ValueError("rate_limit_period must be 10 or 60 seconds")
         if self.rate_limit < 1:
             raise ValueError("rate_limit must be at least 1")
+        if not self.retention_days > 0:
+            raise ValueError("retention_days must be positive")
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.name):
             raise ValueError("name: lower-case letters, digits and -, as Cloudflare wants")
         for origin in self.cors_origins:

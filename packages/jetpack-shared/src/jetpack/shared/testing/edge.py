@@ -23,6 +23,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -115,22 +116,31 @@ class EdgeWorker:
     def call(
         self, method: str, path: str, body: Any = None, *, token: str | None = None
     ) -> tuple[int, Any]:
-        """One raw request (admin token by default): ``(status, parsed JSON or None)``."""
+        """One raw request (admin token by default): ``(status, parsed JSON or None)``.
+
+        A 429 is waited out (``Retry-After``) up to three times, so a Worker
+        built with a low rate limit does not throttle the test's own set-up.
+        """
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={
-                "Authorization": f"Bearer {token or self.admin_token}",
-                "Content-Type": "application/json",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                status, raw = answer.status, answer.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
+        for _ in range(4):
+            request = urllib.request.Request(
+                self.url + path,
+                data=data,
+                method=method,
+                headers={
+                    "Authorization": f"Bearer {token or self.admin_token}",
+                    "Content-Type": "application/json",
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    status, raw = answer.status, answer.read()
+            except urllib.error.HTTPError as exc:
+                status, raw = exc.code, exc.read()
+                if status == 429:
+                    time.sleep(float(exc.headers.get("Retry-After") or 1))
+                    continue
+            break
         return status, (json.loads(raw) if raw else None)
 
     def new_project(self, name: str | None = None, *, agent_id: str | None = None) -> EdgeProject:
