@@ -15,12 +15,18 @@ from jetpack.shared.testing.edge import EdgeWorker
 
 LIMIT = 5
 RETENTION_DAYS = 3 / 86_400  # three seconds
+ALLOWED = "https://app.example"
 
 
 @pytest.fixture(scope="module")
 def strict_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeWorker]:
     root: Path = tmp_path_factory.mktemp("strict-worker")
-    options = BuildOptions(rate_limit=LIMIT, rate_limit_period=10, retention_days=RETENTION_DAYS)
+    options = BuildOptions(
+        rate_limit=LIMIT,
+        rate_limit_period=10,
+        retention_days=RETENTION_DAYS,
+        cors_origins=(ALLOWED,),
+    )
     worker = EdgeWorker.start(root, options)
     yield worker
     worker.stop()
@@ -87,3 +93,31 @@ def test_the_cron_trigger_enforces_retention(strict_worker: EdgeWorker) -> None:
         # The old idempotency key is gone: the same key runs again instead of replaying.
         again = http.post("/api/tokens", json={"agent_id": "a"}, headers=headers)
         assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+
+
+def test_guessing_tokens_is_throttled_per_address(strict_worker: EdgeWorker) -> None:
+    with httpx.Client(base_url=strict_worker.url, timeout=30) as http:
+        statuses = [
+            http.get("/api/tokens", headers={"Authorization": f"Bearer jp_guess-{i}"}).status_code
+            for i in range(LIMIT + 3)
+        ]
+    assert statuses[0] == 401 and statuses[-1] == 429, statuses
+
+
+def test_a_configured_origin_gets_cors_and_others_do_not(strict_worker: EdgeWorker) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            f"{strict_worker.url}/api/tokens",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+
+    allowed = preflight(ALLOWED)
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+    foreign = preflight("https://evil.example")
+    assert foreign.status_code == 403 and "Access-Control-Allow-Origin" not in foreign.headers

@@ -187,7 +187,10 @@ export const auth = (): Middleware => async (c, next) => {
   }
   const now = Date.now();
   const row = await lookupToken(c, await sha256Hex(token), now);
-  if (row === null || row.revoked_at !== null) throw unauthorized("unknown or revoked token");
+  if (row === null || row.revoked_at !== null) {
+    await throttleGuesses(c);
+    throw unauthorized("unknown or revoked token");
+  }
   if (row.expires_at !== null && row.expires_at <= now) throw unauthorized("token expired");
   c.set("principal", {
     kind: "project",
@@ -199,18 +202,30 @@ export const auth = (): Middleware => async (c, next) => {
   await next();
 };
 
+function tooMany(c: Context<GatewayEnv>, message: string): ApiError {
+  const period = c.env.JETPACK_RATE_LIMIT_PERIOD ?? "10";
+  return new ApiError(429, "rate_limited", message, undefined, { "Retry-After": period });
+}
+
+/**
+ * Token guessing shares one budget per client address (the same binding,
+ * keyed by `CF-Connecting-IP`): past it, a wrong token gets 429, not 401.
+ */
+async function throttleGuesses(c: Context<GatewayEnv>): Promise<void> {
+  const limiter = c.env.RATE_LIMITER;
+  if (limiter === undefined) return;
+  const address = c.req.header("CF-Connecting-IP") ?? "unknown";
+  const { success } = await limiter.limit({ key: `guess:${address}` });
+  if (!success) throw tooMany(c, "too many requests with unknown tokens from this address");
+}
+
 /** Per-token budget from the Rate Limiting binding → 429 with `Retry-After`. */
 export const rateLimit = (): Middleware => async (c, next) => {
   const limiter = c.env.RATE_LIMITER;
   const principal = c.get("principal");
   if (limiter !== undefined && principal !== null) {
     const { success } = await limiter.limit({ key: principal.tokenId });
-    if (!success) {
-      const period = c.env.JETPACK_RATE_LIMIT_PERIOD ?? "10";
-      throw new ApiError(429, "rate_limited", "too many requests for this token; slow down", undefined, {
-        "Retry-After": period,
-      });
-    }
+    if (!success) throw tooMany(c, "too many requests for this token; slow down");
   }
   await next();
 };
