@@ -116,7 +116,7 @@ class CloudflareTaskStore(AsyncStoreMixin):
     async def create_task(self, task: TaskInput | Mapping[str, Any]) -> Task:
         """Create one task. Existing id → ConflictError; unknown dependency → ValidationError."""
         body = _wire.input_body(parse(TaskInput, task))
-        return Task.model_validate(await self._client.json("POST", _wire.TASKS, json=body))
+        return _wire.task_of(await self._client.request("POST", _wire.TASKS, json=body))
 
     async def create_tasks(self, tasks: Sequence[TaskInput | Mapping[str, Any]]) -> list[Task]:
         """Create many in one transaction, all or none (bodies over 1 MiB go in parts)."""
@@ -125,8 +125,8 @@ class CloudflareTaskStore(AsyncStoreMixin):
         inputs = [_wire.input_body(parse(TaskInput, item)) for item in tasks]
         if not inputs:
             return []
-        answer = await self._client.json("POST", _wire.BATCH, json={"tasks": inputs})
-        return [Task.model_validate(item) for item in answer["tasks"]]
+        answer = await self._client.request("POST", _wire.BATCH, json={"tasks": inputs})
+        return _wire.tasks_of(answer)
 
     async def import_tasks(
         self, tasks: Sequence[Task | Mapping[str, Any]], *, replace: bool = False
@@ -147,15 +147,15 @@ class CloudflareTaskStore(AsyncStoreMixin):
         if not _known(task_id):
             return None
         response = await self._client.request("GET", _wire.task_path(task_id), allow=(404,))
-        return None if response.status_code == 404 else Task.model_validate(response.json())
+        return None if response.status_code == 404 else _wire.task_of(response)
 
     async def update_task(self, task_id: str, update: TaskUpdate | Mapping[str, Any]) -> Task:
         """Apply the fields set in ``update``; bumps ``version`` and ``updated_at``."""
         body = _wire.update_body(parse(TaskUpdate, update))
-        answer = await self._client.json(
+        answer = await self._client.request(
             "PATCH", _wire.task_path(task_id), json=body, not_found=("task", task_id)
         )
-        return Task.model_validate(answer)
+        return _wire.task_of(answer)
 
     async def delete_task(self, task_id: str) -> bool:
         """Delete a task nobody depends on (else ConflictError); False if it did not exist."""
@@ -174,8 +174,7 @@ class CloudflareTaskStore(AsyncStoreMixin):
         return await self._list(_wire.list_params(opts))
 
     async def _list(self, params: dict[str, str | int], path: str = _wire.TASKS) -> list[Task]:
-        answer = await self._client.json("GET", path, params=params)
-        return [Task.model_validate(item) for item in answer["tasks"]]
+        return _wire.tasks_of(await self._client.request("GET", path, params=params))
 
     async def get_ready_tasks(self, limit: int | None = None) -> list[Task]:
         """Ready tasks in claim order: priority (critical first), then age."""
@@ -222,7 +221,7 @@ class CloudflareTaskStore(AsyncStoreMixin):
         )
         if response.status_code == 409:
             return None
-        return Task.model_validate(response.json())
+        return _wire.task_of(response)
 
     async def claim_next(
         self,
@@ -241,25 +240,24 @@ class CloudflareTaskStore(AsyncStoreMixin):
             "skills": None if skills is None else list(skills),
             "ttl_ms": self._ttl(ttl_ms),
         }
-        answer = await self._client.json("POST", _wire.CLAIM_NEXT, json=body)
-        task = answer.get("task")
-        return None if task is None else Task.model_validate(task)
+        return _wire.maybe_task_of(await self._client.request("POST", _wire.CLAIM_NEXT, json=body))
 
-    async def _holder(self, task_id: str, action: str, body: dict[str, Any]) -> Any:
+    async def _holder(self, task_id: str, action: str, body: dict[str, Any]) -> Task:
         if not _known(task_id):
             raise NotFoundError("task", str(task_id))
-        return await self._client.json(
+        response = await self._client.request(
             "POST", _wire.task_path(task_id, action), json=body, not_found=("task", task_id)
         )
+        return _wire.task_of(response)
 
     async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
         """Extend the holder's claim; ConflictError if ``agent_id`` does not hold it."""
         body = {"agent_id": agent_id, "ttl_ms": self._ttl(ttl_ms)}
-        return Task.model_validate(await self._holder(task_id, "renew", body))
+        return await self._holder(task_id, "renew", body)
 
     async def start_task(self, task_id: str, agent_id: str) -> Task:
         """Mark a held task ``in_progress``; ConflictError if ``agent_id`` does not hold it."""
-        return Task.model_validate(await self._holder(task_id, "start", {"agent_id": agent_id}))
+        return await self._holder(task_id, "start", {"agent_id": agent_id})
 
     async def release_task(self, task_id: str, agent_id: str) -> bool:
         """Give a held task back (no retry used); False unless ``agent_id`` holds it."""
@@ -286,7 +284,7 @@ class CloudflareTaskStore(AsyncStoreMixin):
             "actual_minutes": actual_minutes,
             "result": None if result is None else dict(result),
         }
-        return Task.model_validate(await self._holder(task_id, "complete", body))
+        return await self._holder(task_id, "complete", body)
 
     async def fail_task(
         self,
@@ -302,9 +300,8 @@ class CloudflareTaskStore(AsyncStoreMixin):
             "failure_type": str(failure_type) if isinstance(failure_type, str) else failure_type,
             "retry_base_ms": self.retry_base_ms,
         }
-        return Task.model_validate(await self._holder(task_id, "fail", body))
+        return await self._holder(task_id, "fail", body)
 
     async def recover_expired_claims(self) -> list[Task]:
         """Return every lapsed claim to the queue (retry + 1, ``stalled``), now."""
-        answer = await self._client.json("POST", _wire.RECOVER)
-        return [Task.model_validate(item) for item in answer["tasks"]]
+        return _wire.tasks_of(await self._client.request("POST", _wire.RECOVER))

@@ -9,8 +9,10 @@ through the Worker's OpenAPI document).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
+
+from pydantic import BaseModel
 
 from jetpack.shared import Task, TaskInput, TaskListOptions, TaskUpdate
 
@@ -24,8 +26,11 @@ __all__ = [
     "TASKS",
     "input_body",
     "list_params",
+    "maybe_task_of",
     "task_body",
+    "task_of",
     "task_path",
+    "tasks_of",
     "update_body",
 ]
 
@@ -81,3 +86,36 @@ def list_params(options: TaskListOptions, *, held_only: bool = False) -> dict[st
     if held_only:
         params["held"] = "true"
     return params
+
+
+class _Answer(Protocol):
+    """An HTTP answer (``httpx.Response``): only its body is read here."""
+
+    @property
+    def content(self) -> bytes: ...
+
+
+class _TaskList(BaseModel):
+    tasks: list[Task]
+
+
+class _MaybeTask(BaseModel):
+    task: Task | None
+
+
+# Answers are parsed straight from their bytes by pydantic-core (no json.loads first).
+
+
+def task_of(answer: _Answer) -> Task:
+    """The Task an answer carries."""
+    return Task.model_validate_json(answer.content)
+
+
+def tasks_of(answer: _Answer) -> list[Task]:
+    """The tasks of a ``{"tasks": [...]}`` answer."""
+    return _TaskList.model_validate_json(answer.content).tasks
+
+
+def maybe_task_of(answer: _Answer) -> Task | None:
+    """The task of a ``{"task": ... | null}`` answer."""
+    return _MaybeTask.model_validate_json(answer.content).task
