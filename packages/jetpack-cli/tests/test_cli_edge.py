@@ -87,10 +87,10 @@ class Dev:
             f"no Ready line; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}"
         )
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         tree = descendants(self.proc.pid)
         assert tree, "wrangler and workerd run under the dev command"
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(sig)
         assert self.proc.wait(60) == 0
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
@@ -176,7 +176,7 @@ def test_dev_serves_tokens_work_and_state_survives_a_restart(workdir: Path) -> N
             == 401
         )
     finally:
-        dev.stop()
+        dev.stop(signal.SIGINT)  # Ctrl-C
 
 
 def test_token_commands_without_a_worker_fail_in_one_line(workdir: Path) -> None:
