@@ -207,6 +207,9 @@ async def test_bad_ttls_metadata_and_text_name_the_field(store: CloudflareTaskSt
     with pytest.raises(ValidationError) as info:
         await store.create_task({"title": "bad \ud800 text"})
     assert info.value.field == "title"
+    with pytest.raises(ValidationError) as info:
+        await store.update_task(task.id, {"max_retries": None})
+    assert info.value.field == "max_retries"
     assert [t.id for t in await store.list_tasks()] == [task.id]
     still = await store.get_task(task.id)
     assert still is not None and still.status is TaskStatus.PENDING

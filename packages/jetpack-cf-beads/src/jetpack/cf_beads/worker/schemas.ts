@@ -161,7 +161,7 @@ export const TaskUpdateSchema = z
     estimated_minutes: Minutes.nullable().optional(),
     actual_minutes: Minutes.nullable().optional(),
     tags: Labels.nullable().optional(),
-    max_retries: z.number().int().min(0).max(100).nullable().optional(),
+    max_retries: z.number().int().min(0).max(100).optional(),
     branch: Branch.nullable().optional(),
     origin_branch: Branch.nullable().optional(),
     target_branches: Labels.nullable().optional(),
