@@ -115,7 +115,9 @@ def check_versions(workspace: list[Package]) -> list[str]:
         for extra in project.get("optional-dependencies", {}).values():
             reqs.extend(extra)
         for req in reqs:
-            match = re.match(r"^(jetpack-[a-z-]+)\s*>=\s*([\d.]+)\s*,\s*<\s*([\d.]+)", req)
+            match = re.match(
+                r"^(jetpack-[a-z-]+)(?:\[[a-z0-9,-]+\])?\s*>=\s*([\d.]+)\s*,\s*<\s*([\d.]+)", req
+            )
             if not match:
                 if req.startswith("jetpack-"):
                     problems.append(f"{pkg.dist}: sibling requirement {req!r} is not a >=,< range")

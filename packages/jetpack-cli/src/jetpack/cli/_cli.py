@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from jetpack.cli import _cmd_mcp, _cmd_run, _cmd_stores, _cmd_tasks
+from jetpack.cli import _cmd_edge, _cmd_mcp, _cmd_run, _cmd_stores, _cmd_tasks
 from jetpack.cli._app import app
 from jetpack.cli._common import error_line
 from jetpack.shared.errors import BackendNotInstalledError, JetpackError
 
 __all__ = ["app", "main"]
 
-_COMMAND_MODULES = (_cmd_mcp, _cmd_run, _cmd_stores, _cmd_tasks)
+_COMMAND_MODULES = (_cmd_edge, _cmd_mcp, _cmd_run, _cmd_stores, _cmd_tasks)
 
 
 def main() -> None:

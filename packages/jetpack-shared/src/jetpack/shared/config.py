@@ -35,6 +35,12 @@ JETPACK_D1_DATABASE_ID      cloudflare.d1_database_id               (none)
 JETPACK_VECTORIZE_INDEX     cloudflare.vectorize_index_name         jetpack-memories
 ==========================  ======================================  ==========
 
+The edge tooling (``jetpack.shared.edge``, ``jetpack edge``) also reads
+``JETPACK_ADMIN_TOKEN`` (a Worker's admin secret; a local Worker otherwise keeps
+one in ``.jetpack/edge/admin-token``), ``JETPACK_EDGE_CACHE`` (where the npm
+toolchain goes; default ``~/.cache/jetpack/edge``) and ``JETPACK_EDGE_NODE`` (a
+Node.js >= 22.12 binary to use).
+
 Modes: ``local`` puts every store on this machine, ``edge`` on the Worker,
 ``hybrid`` keeps local stores that sync with the Worker. A ``[stores]`` entry
 overrides the mode for one store. Tables other than these (``[agents]``,

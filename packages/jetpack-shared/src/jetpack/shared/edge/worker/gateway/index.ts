@@ -1,0 +1,37 @@
+/**
+ * The gateway's public face for modules: `import { … } from "@jetpack/gateway"`.
+ */
+export { API_VERSION, createApp, createWorker, enforceRetention, type JetpackModule } from "./app";
+export { newId } from "./crypto";
+export {
+  CHANGED,
+  chunked,
+  GuardFailed,
+  guard,
+  join,
+  MAX_PARAMS,
+  PROJECT,
+  type Raw,
+  raw,
+  type Row,
+  ScopedDb,
+  Sql,
+  sql,
+  type SqlValue,
+} from "./db";
+export type { Bindings, GatewayApp, GatewayEnv, Principal, Variables } from "./env";
+export {
+  ApiError,
+  badRequest,
+  conflict,
+  ErrorSchema,
+  errorResponse,
+  fieldOf,
+  forbidden,
+  fromZod,
+  invalid,
+  notFound,
+} from "./errors";
+export { MAX_BODY_BYTES } from "./middleware";
+export { actAs, projectOf, requireAdmin } from "./principal";
+export { Identifier, ID_PATTERN, Timestamp, toIso, toMs } from "./schemas";
