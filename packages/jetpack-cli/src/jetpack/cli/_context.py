@@ -3,15 +3,15 @@
 A :class:`RunContext` is built once per run by the :class:`~jetpack.cli.Orchestrator`
 and handed to each :class:`~jetpack.cli.Agent`. It owns the shared services and
 what the agents learn together (the run's summary, the memory writer, a view of
-the live leases); the agents own only what is theirs (their mail bus, state and
-leases). Stopping the run is the orchestrator's: :class:`StopReason` says why.
+the live leases, which stores answer: :class:`~jetpack.cli._network.Reachability`);
+the agents own only what is theirs (their mail bus, state and leases). Stopping
+the run is the orchestrator's: :class:`StopReason` says why.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from jetpack.cli._events import EventLog, OrchestratorEvent
 from jetpack.cli._executors import ExecutionResult, Executor
 from jetpack.cli._memory_writer import MemoryWriter
+from jetpack.cli._network import Reachability
 from jetpack.cli._settings import OrchestratorSettings
 from jetpack.cli._worktrees import WorktreeManager
 from jetpack.shared import (
@@ -32,9 +33,9 @@ from jetpack.shared import (
     TaskStore,
     utcnow,
 )
-from jetpack.shared.errors import JetpackError
+from jetpack.shared.errors import JetpackError, UnavailableError
 
-__all__ = ["RunContext", "RunSummary", "StopReason", "quiet"]
+__all__ = ["RunContext", "RunSummary", "StopReason"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class StopReason(StrEnum):
     SIGNAL = "signal received"
     """SIGINT or SIGTERM (``jetpack start``)."""
     DRAINED = "no task left to run"
-    """``until_empty``: no task is ready, running, held or backing off."""
+    """``until_empty``: no task is ready or backing off for this run, none of its agents
+    holds one, and the tasks other runs hold are held by live agents (see ``_drain``)."""
     FATAL = "the executor cannot run tasks"
     """An executor problem no task can get past (``RunSummary.fatal`` says what, and the fix)."""
 
@@ -69,17 +71,6 @@ class RunSummary:
     duration_s: float = 0.0
     fatal: str | None = None
     """Why the executor cannot run any task (and how to fix it), if that stopped the run."""
-
-
-async def quiet(awaitable: Awaitable[T]) -> T | None:
-    """Await a best-effort store call: errors are logged, never raised (None instead)."""
-    try:
-        return await awaitable
-    except JetpackError as exc:
-        logger.warning("store call failed: %s", exc)
-    except Exception:
-        logger.exception("store call failed")
-    return None
 
 
 class RunContext:
@@ -104,6 +95,8 @@ class RunContext:
         self.events = events
         self.project_dir = project_dir
         self.summary = RunSummary(run_id)
+        self.network = Reachability(lambda kind, text: self.emit(kind, "jetpack", None, text))
+        """Which stores answer (outages said once, reports retried until taken)."""
         self.memory_writer = MemoryWriter(memory) if memory is not None else None
         """Queues what attempts taught; written in batches, closed by :meth:`close`."""
         self.worktrees = (
@@ -124,7 +117,11 @@ class RunContext:
             return []
         query = f"{task.title} {task.description or ''}"[:2000]
         try:
-            return await self.memory.hybrid_search(query, self.settings.memory_context)
+            return await self.network.call(
+                "memory", self.memory.hybrid_search(query, self.settings.memory_context)
+            )
+        except UnavailableError:
+            return []
         except JetpackError as exc:
             logger.warning("memory search failed: %s", exc)
             return []
@@ -165,12 +162,13 @@ class RunContext:
         """
         now = time.monotonic()
         if now - self._leases_at > LEASE_VIEW_S:
-            result: Any = await quiet(bus.list_leases())
+            result: Any = await self.network.quietly("mail", bus.list_leases())
             self._leases = list(result) if isinstance(result, list) else []
             self._leases_at = time.monotonic()
         return self._leases
 
     async def close(self) -> None:
-        """Write the memories still queued (bounded: see :class:`MemoryWriter`)."""
+        """Write the memories still queued (bounded: see :class:`MemoryWriter`), stop probes."""
+        await self.network.close()
         if self.memory_writer is not None:
             await self.memory_writer.close()

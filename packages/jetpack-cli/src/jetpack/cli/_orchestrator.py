@@ -2,31 +2,36 @@
 
 It owns the run: the :class:`~jetpack.cli._context.RunContext` (the services the
 agents share), the :class:`~jetpack.cli.Agent` objects (one mail bus each,
-opened for the run), claiming (``claim_next`` per agent, a pause when nothing is
-ready), heartbeats, and stopping (:class:`~jetpack.cli._context.StopReason`): a
-stop request ends the claims and gives running attempts ``shutdown_grace_s``; a
-forced stop cancels them, and each agent hands its task back.
+opened for the run), claiming (``claim_next`` per agent; an agent that finds
+nothing waits on the run's :class:`~jetpack.cli._wakeups.WorkSignal`, woken
+through the mail bus), heartbeats, ``until_empty`` across runs
+(:mod:`jetpack.cli._drain`), outages (no claims while the task store is away:
+:mod:`jetpack.cli._network`), and stopping
+(:class:`~jetpack.cli._context.StopReason`): a stop request ends the claims and
+gives running attempts ``shutdown_grace_s``; a forced stop cancels them, and
+each agent hands its task back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from jetpack.cli._agent import Agent
-from jetpack.cli._context import RunContext, RunSummary, StopReason, quiet
+from jetpack.cli._context import RunContext, RunSummary, StopReason
+from jetpack.cli._drain import DrainCheck
 from jetpack.cli._events import EventLog
 from jetpack.cli._executors import Executor
 from jetpack.cli._settings import OrchestratorSettings
-from jetpack.shared import MailBus, MemoryStore, Task, TaskStatus, TaskStore
-from jetpack.shared.errors import JetpackError
+from jetpack.cli._wakeups import WorkSignal
+from jetpack.shared import AgentStatus, MailBus, MemoryStore, Task, TaskStore, repeatable
+from jetpack.shared.errors import JetpackError, UnavailableError
 
 __all__ = ["Orchestrator", "new_run_id"]
 
@@ -75,10 +80,22 @@ class Orchestrator:
             Agent(agent_id, mail_factory(agent_id), self.context, self.request_stop)
             for agent_id in (f"agent-{self.run_id}-{i + 1}" for i in range(agent_count))
         ]
+        own = [agent.agent_id for agent in self.agents]
+        self.signal = WorkSignal(fallback_s=self.context.settings.poll_s, own=own)
+        """Wakes idle agents: one mail subscription for the run (on its first agent's bus)."""
+        self.signal.attach(self.agents[0].bus)
+        self.drain = DrainCheck(
+            tasks=tasks,
+            bus=self.agents[0].bus,
+            own=own,
+            busy=lambda: any(a.state.status is AgentStatus.BUSY for a in self.agents),
+            skills=self.skills,
+            network=self.context.network,
+        )
+        """The until-empty rule across runs."""
         self.stop_reason: StopReason | None = None
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
-        self._drain_checked = 0.0
 
     # ------------------------------------------------------------ the run's face
     @property
@@ -113,6 +130,7 @@ class Orchestrator:
             logger.info("%s: no new claims", detail or reason)
             self.stop_reason = reason
             self._stopping.set()
+            self.signal.release()
 
     def force_stop(self) -> None:
         """Stop now: running attempts are killed (process group) and handed back."""
@@ -122,6 +140,7 @@ class Orchestrator:
     async def run(self) -> RunSummary:
         """Run every agent; return when they all ended (stop or empty queue)."""
         started = time.monotonic()
+        self.signal.start()
         try:
             recovered = await self.context.tasks.recover_expired_claims()
         except JetpackError:
@@ -148,6 +167,7 @@ class Orchestrator:
                 await asyncio.gather(*beats, return_exceptions=True)
                 for agent in self.agents:
                     await agent.sign_off()
+                await self.signal.close()
                 await self.context.close()
         self.summary.duration_s = time.monotonic() - started
         return self.summary
@@ -185,58 +205,64 @@ class Orchestrator:
     # ------------------------------------------------------------------ claims
     async def _serve(self, agent: Agent) -> None:
         """Give ``agent`` one task after another until the run stops."""
+        network = self.context.network
         while not self.stopping:
+            if not network.is_up("tasks"):  # claim nothing while the task store is away
+                await self._unless_stopping(network.wait_up("tasks"))
+                continue
+            since, started = self.signal.generation, time.monotonic()
             task = await self._claim(agent)
             if task is None:
-                if self.until_empty and await self._drained():
-                    self.request_stop(StopReason.DRAINED)
-                    return
-                await self._idle(agent)
+                if self.stopping or not network.is_up("tasks"):
+                    continue
+                if self.until_empty:
+                    verdict = await self.drain.check(started)
+                    if verdict.drained:
+                        self.request_stop(StopReason.DRAINED, verdict.why)
+                        return
+                    if verdict.due_s is not None:
+                        self.signal.due_in(verdict.due_s)
+                await self.signal.wait(since)
                 continue
             if self._stopping.is_set():  # stop requested while we were claiming
-                await quiet(self.context.tasks.release_task(task.id, agent.agent_id))
+                await network.quietly(
+                    "tasks", self.context.tasks.release_task(task.id, agent.agent_id)
+                )
                 return
+            self.signal.pass_on()
             await agent.run_task(task)
 
     async def _claim(self, agent: Agent) -> Task | None:
-        """The next ready task for ``agent`` (None: none, or the store did not answer)."""
+        """The next ready task for ``agent`` (None: none, or the store did not answer).
+
+        The claim is repeatable (same idempotency key) until the store answers
+        one: a claim whose answer an outage lost is answered when the store is
+        back, instead of being left to lapse (which would cost the task a retry).
+        """
+        tasks, network = self.context.tasks, self.context.network
         try:
-            return await self.context.tasks.claim_next(
-                agent.agent_id, self.skills, ttl_ms=self.settings.claim_ttl_ms
-            )
+            with repeatable(f"{agent.agent_id}:claim:{agent.claims}"):
+                claim = tasks.claim_next(
+                    agent.agent_id, self.skills, ttl_ms=self.settings.claim_ttl_ms
+                )
+                task = await network.call("tasks", claim)
+        except UnavailableError:
+            network.probe("tasks", lambda: tasks.get_ready_tasks(1))
+            return None
         except Exception as exc:  # a store hiccup must not end the agent
+            agent.claims += 1
             logger.warning("%s: claim failed: %s", agent.agent_id, exc)
             return None
+        agent.claims += 1
+        return task
 
-    async def _idle(self, agent: Agent) -> None:
-        """Wait before ``agent`` claims again: ``poll_s``, or less if the run stops."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.poll_s)
-
-    async def _drained(self) -> bool:
-        """True when no task can still become ready: none ready, held, backing off or waiting."""
-        now = time.monotonic()
-        if now - self._drain_checked < min(self.settings.poll_s, 0.5):
-            return False
-        self._drain_checked = now
-        tasks = {t.id: t for t in await self.context.tasks.list_tasks()}
-        if any(t.status in (TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS) for t in tasks.values()):
-            return False
-        # A task can still run if it has no blockers and each dependency is completed
-        # or can itself still run (a fixpoint over the open tasks).
-        open_ids = {
-            i for i, t in tasks.items() if t.status in (TaskStatus.PENDING, TaskStatus.READY)
-        }
-        alive: set[str] = set()
-        changed = True
-        while changed:
-            changed = False
-            for task_id in open_ids - alive:
-                task = tasks[task_id]
-                if not task.blockers and all(
-                    dep in alive or (dep in tasks and tasks[dep].status is TaskStatus.COMPLETED)
-                    for dep in task.dependencies
-                ):
-                    alive.add(task_id)
-                    changed = True
-        return not alive
+    async def _unless_stopping(self, wait: Coroutine[Any, Any, None]) -> None:
+        """Await ``wait``, or return early when the run stops."""
+        waiter = asyncio.ensure_future(wait)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (waiter, stop):
+                future.cancel()
+            await asyncio.gather(waiter, stop, return_exceptions=True)

@@ -41,8 +41,17 @@ class OrchestratorSettings(_Table):
         gt=0,
         description="Claim lifetime; renewed every third of it while running.",
     )
-    heartbeat_s: float = Field(default=10.0, gt=0, description="Presence heartbeat period.")
-    poll_s: float = Field(default=1.0, gt=0, description="Idle agent's wait before claiming again.")
+    heartbeat_s: float = Field(
+        default=10.0, gt=0, description="Presence heartbeat period of a busy agent."
+    )
+    idle_heartbeat_s: float = Field(
+        default=30.0, gt=0, description="Presence heartbeat period of an idle agent."
+    )
+    poll_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Fallback claim of a run's idle agents when no wake-up came by mail.",
+    )
     lease_ttl_ms: int = Field(default=120_000, gt=0, description="File lease lifetime (renewed).")
     lease_wait_s: float = Field(
         default=30.0, ge=0, description="Wait this long for another agent's lease, then hand back."

@@ -3,7 +3,8 @@
 Merges into the project's checked-out branch are serialised by a file lock
 (``.jetpack/merge.lock``), so two ``jetpack start`` processes never merge at
 once. A conflict aborts the merge and fails the task with the reason; the
-branch stays for a look.
+branch stays for a look. A worktree whose claim was lost is kept for review
+(:meth:`WorktreeManager.keep`).
 """
 
 from __future__ import annotations
@@ -122,6 +123,34 @@ class WorktreeManager:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
         return f"merged {tree.branch} into {tree.base}"
+
+    async def keep(self, tree: Worktree, label: str) -> Worktree:
+        """Keep a worktree for review (its claim was lost: the task runs again elsewhere).
+
+        Its changes are committed on a new branch ``jetpack/kept/<task>-<label>``
+        and the checkout moves to ``.jetpack/worktrees/kept/``, so the task's
+        next attempt (which reuses the task's path and branch) leaves it alone.
+        """
+        name = f"{tree.path.name}-{label}".replace("/", "_")
+        branch = f"jetpack/kept/{name}"
+        await self.git("checkout", "-q", "-b", branch, cwd=tree.path)
+        await self.git("add", "-A", cwd=tree.path)
+        if await self.git("status", "--porcelain", cwd=tree.path):
+            await self.git(
+                "-c",
+                "user.name=jetpack",
+                "-c",
+                "user.email=jetpack@localhost",
+                "commit",
+                "-q",
+                "-m",
+                f"Kept for review: the claim on {tree.path.name} was lost",
+                cwd=tree.path,
+            )
+        target = self.root / "kept" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await self.git("worktree", "move", str(tree.path), str(target))
+        return Worktree(target, branch, tree.base)
 
     async def remove(self, tree: Worktree) -> None:
         """Remove the checkout (the branch stays)."""

@@ -42,6 +42,7 @@ from jetpack.shared._protocols import (
     MessageHandler,
     TaskStore,
 )
+from jetpack.shared._repeat import repeat_scope, repeatable
 from jetpack.shared._tasks import (
     FINAL_STATUSES,
     HELD_STATUSES,
@@ -99,6 +100,8 @@ __all__ = [
     "__version__",
     "from_ms",
     "parse",
+    "repeat_scope",
+    "repeatable",
     "to_ms",
     "utcnow",
 ]

@@ -17,7 +17,8 @@ no answer (after retries)   :class:`~jetpack.shared.errors.UnavailableError`
 Retries (jittered exponential back-off, honouring ``Retry-After``) happen only
 where repeating cannot write twice: idempotent methods, and mutations, which
 always carry an ``Idempotency-Key`` (the Worker answers a repeat with the first
-answer). A body over the Worker's 1 MiB limit is sent in parts
+answer; inside :func:`jetpack.shared.repeatable` a caller's own repeat of a call
+sends the same key too). A body over the Worker's 1 MiB limit is sent in parts
 (``/api/uploads``) and reassembled there, so a big batch stays one
 transaction. The token never appears in a repr, a log line or a message. The
 Worker's API version is checked once, at :meth:`EdgeClient.open`.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import json
 import logging
 import random
@@ -38,6 +40,7 @@ from typing import Any, Self
 
 import httpx
 
+from jetpack.shared._repeat import repeat_scope
 from jetpack.shared.edge import API_VERSION
 from jetpack.shared.errors import (
     AuthError,
@@ -78,6 +81,22 @@ def _encode(body: Any) -> bytes:
     except RecursionError as exc:
         raise ValidationError("body", "nested too deeply to send") from exc
     return text.encode("ascii")
+
+
+def _idempotency_key(method: str, path: str, body: bytes | None) -> str:
+    """A fresh key, or inside ``repeatable(scope)`` one derived from the scope and the request.
+
+    The same call repeated in the same scope sends the same key, so the Worker
+    answers the repeat with the first answer (see :func:`jetpack.shared.repeatable`).
+    """
+    scope = repeat_scope()
+    if scope is None:
+        return secrets.token_hex(16)
+    digest = hashlib.sha256()
+    for part in (scope.encode(), method.encode(), path.encode(), body or b""):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return "r-" + digest.hexdigest()[:40]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -264,7 +283,9 @@ class EdgeClient:
         """Send a request; a success (2xx or a status in ``allow``) comes back, a refusal raises.
 
         Mutations (POST, PATCH) carry a fresh ``Idempotency-Key``, kept across
-        retries. A body over 1 MiB is uploaded in parts first.
+        retries (inside :func:`jetpack.shared.repeatable`, a key derived from its
+        scope and the request, so a repeated call is the same request). A body
+        over 1 MiB is uploaded in parts first.
         """
         if self._http is None or not self._checked:
             await self.open()
@@ -273,7 +294,7 @@ class EdgeClient:
         headers: dict[str, str] = {}
         idempotent = method in _IDEMPOTENT
         if not idempotent:
-            headers["Idempotency-Key"] = secrets.token_hex(16)
+            headers["Idempotency-Key"] = _idempotency_key(method, path, body)
         if body is not None:
             headers["Content-Type"] = "application/json"
             if len(body) > _PART_BYTES:
