@@ -85,7 +85,7 @@ class World:
     def orchestrator(
         self, agents: int = 3, until_empty: bool = True, **settings: Any
     ) -> Orchestrator:
-        base: dict[str, Any] = {"poll_s": 0.02, "heartbeat_s": 0.05, "shutdown_grace_s": 5.0}
+        base: dict[str, Any] = {"poll_s": 30.0, "heartbeat_s": 0.05, "shutdown_grace_s": 5.0}
         base.update(settings)
         return Orchestrator(
             tasks=self.tasks,

@@ -30,7 +30,7 @@ def project(root: Path, **beads: Any) -> JetpackConfig:
 
 def orchestrator(config: JetpackConfig, tasks: Any, log: Path, **settings: Any) -> Orchestrator:
     base: dict[str, Any] = {
-        "poll_s": 0.05,
+        "poll_s": 30.0,
         "heartbeat_s": 0.2,
         "shutdown_grace_s": 0.5,
         "kill_grace_s": 0.5,

@@ -120,6 +120,8 @@ class Agent:
         """Paths this agent holds leases on (for the task it runs)."""
         self.claims = 0
         """Claims answered so far (names the idempotency scope of the next one)."""
+        self.unsure = False
+        """A claim may have been made without its answer (outage): check before claiming."""
         self._request_stop = request_stop
         self._attempt: asyncio.Task[None] | None = None
         self._attempt_id = ""

@@ -1,5 +1,6 @@
-"""``jetpack task ...``: add, list, show, ready, update, done, retry, delete, import, export.
+"""``jetpack task ...``: create, inspect, change, cancel, import and export tasks.
 
+Commands: add, list, show, ready, update, done, retry, cancel, delete, import, export.
 Every command that takes a task id also takes a unique prefix of one, as git does.
 """
 
@@ -14,6 +15,7 @@ import typer
 from rich.table import Table
 
 from jetpack.cli._app import app
+from jetpack.cli._cancel import cancel_task, one_off_agent_id
 from jetpack.cli._common import (
     console,
     fail,
@@ -25,7 +27,7 @@ from jetpack.cli._common import (
     run_async,
 )
 from jetpack.cli._logs import read_logs
-from jetpack.shared import Task, TaskPriority, TaskStatus, TaskStore, beads_jsonl
+from jetpack.shared import MessageType, Task, TaskPriority, TaskStatus, TaskStore, beads_jsonl
 from jetpack.shared.errors import NotFoundError, ValidationError
 
 __all__ = ["task_app", "task_table"]
@@ -256,6 +258,36 @@ async def retry(
     console.print(f"{task.id}: {task.status}")
 
 
+@task_app.command("cancel")
+@run_async
+async def cancel(
+    task_id: Annotated[str, typer.Argument(help="Task id or unique prefix.")],
+    fail_it: Annotated[
+        bool,
+        typer.Option(
+            "--fail", help="Fail the task (reason: cancelled) instead of handing it back."
+        ),
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to wait for the agent's answer.")
+    ] = 30.0,
+) -> None:
+    """Stop the agent running a task, on whatever machine; hand the task back (or --fail it).
+
+    The agent (named by the task's claim) gets a direct message, kills the
+    attempt and answers. A task nobody runs is left as it is (--fail fails it);
+    a holder that is gone has its claim ended from here.
+    """
+    config = project_config()
+    async with open_tasks(config) as store, open_mail(config, agent_id=one_off_agent_id()) as bus:
+        outcome = await cancel_task(
+            store, bus, await resolve_task_id(store, task_id), fail=fail_it, wait_s=wait
+        )
+    if not outcome.done:
+        raise fail(outcome.text)
+    console.print(outcome.text)
+
+
 @app.command("logs")
 @run_async
 async def logs(
@@ -302,11 +334,14 @@ async def import_(
     """Import beads-style JSONL (all or nothing; existing ids are skipped unless --replace)."""
     text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     tasks = beads_jsonl.issues_to_tasks(beads_jsonl.parse_issues(text.splitlines()))
-    async with open_tasks(project_config()) as store:
+    config = project_config()
+    async with open_tasks(config) as store:
         existing = {t.id for t in await store.list_tasks()}
         new = tasks if replace else [t for t in tasks if t.id not in existing]
         if new:
             await store.import_tasks(new, replace=replace)
+            async with open_mail(config) as bus:  # idle agents of running swarms wake up
+                await bus.publish(MessageType.TASK_CREATED, {"count": len(new)})
     skipped = len(tasks) - len(new)
     console.print(f"imported {len(new)} tasks" + (f", skipped {skipped}" if skipped else ""))
 

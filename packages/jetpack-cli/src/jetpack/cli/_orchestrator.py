@@ -30,7 +30,15 @@ from jetpack.cli._events import EventLog
 from jetpack.cli._executors import Executor
 from jetpack.cli._settings import OrchestratorSettings
 from jetpack.cli._wakeups import WorkSignal
-from jetpack.shared import AgentStatus, MailBus, MemoryStore, Task, TaskStore, repeatable
+from jetpack.shared import (
+    AgentStatus,
+    MailBus,
+    MemoryStore,
+    MessageType,
+    Task,
+    TaskStore,
+    repeatable,
+)
 from jetpack.shared.errors import JetpackError, UnavailableError
 
 __all__ = ["Orchestrator", "new_run_id"]
@@ -209,7 +217,10 @@ class Orchestrator:
         while not self.stopping:
             if not network.is_up("tasks"):  # claim nothing while the task store is away
                 await self._unless_stopping(network.wait_up("tasks"))
+                agent.unsure = True
                 continue
+            if agent.unsure:
+                await self._drop_orphans(agent)
             since, started = self.signal.generation, time.monotonic()
             task = await self._claim(agent)
             if task is None:
@@ -251,10 +262,33 @@ class Orchestrator:
             return None
         except Exception as exc:  # a store hiccup must not end the agent
             agent.claims += 1
+            agent.unsure = True
             logger.warning("%s: claim failed: %s", agent.agent_id, exc)
             return None
         agent.claims += 1
         return task
+
+    async def _drop_orphans(self, agent: Agent) -> None:
+        """Hand back claims the store holds for ``agent`` that it does not run.
+
+        After an outage or a failed claim, a claim may have been made whose
+        answer never arrived; left alone it would lapse and cost the task a
+        retry. The agent is idle here, so whatever it holds is such a claim.
+        """
+        tasks, network = self.context.tasks, self.context.network
+        held = await network.quietly("tasks", tasks.get_tasks_by_agent(agent.agent_id))
+        if held is None:
+            return
+        agent.unsure = False
+        for task in held:
+            released = await network.quietly("tasks", tasks.release_task(task.id, agent.agent_id))
+            if released:
+                self.context.emit(
+                    "released", agent.agent_id, task.id, "a claim whose answer was lost"
+                )
+                await network.quietly(
+                    "mail", agent.bus.publish(MessageType.TASK_AVAILABLE, {"task_id": task.id})
+                )
 
     async def _unless_stopping(self, wait: Coroutine[Any, Any, None]) -> None:
         """Await ``wait``, or return early when the run stops."""
