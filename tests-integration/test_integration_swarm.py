@@ -30,7 +30,7 @@ import pytest
 from jetpack.shared import Task, TaskStatus
 from jetpack.shared.config import CONFIG_FILE, dump_toml, load_config
 from jetpack.shared.registry import create_store
-from jetpack.shared.testing.edge import EdgeProject, edge_project, edge_worker
+from jetpack.shared.testing.edge import EdgeProject, EdgeWorker, edge_project, edge_worker
 
 __all__ = ["edge_project", "edge_worker"]
 
@@ -252,3 +252,100 @@ def test_a_killed_run_loses_nothing_its_claims_are_retaken(swarm: Swarm) -> None
         task = tasks[task_id]
         assert task.metadata["result"]["agent_id"].split("-")[1] in survivor_run
         assert task.retry_count == 1  # the lapsed claim, as the contract counts it
+
+
+def test_a_run_does_not_wait_for_another_runs_live_agent(swarm: Swarm) -> None:
+    busy, idle = swarm.folder("busy"), swarm.folder("idle")
+    swarm.seed(busy, [{"id": "long", "title": "Long", "metadata": {"demo": {"seconds": 12}}}])
+    holder = swarm.start(busy, "--executor", "demo", "--until-empty", "-n", "1")
+    wait_for(lambda: of_kind([busy], "claimed"), timeout=60)
+    started = time.monotonic()
+    quitter = swarm.start(idle, "--executor", "demo", "--until-empty", "-n", "2")
+    finish(quitter, timeout=60)
+    waited = time.monotonic() - started
+    task = swarm.all_tasks(idle)["long"]
+    assert task.status in (TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS), "it waited for the task"
+    assert not of_kind([idle], "claimed")
+    finish(holder, timeout=60)
+    assert swarm.all_tasks(busy)["long"].status is TaskStatus.COMPLETED
+    assert waited < 11, waited
+
+
+def test_cancel_reaches_the_agent_in_another_process(swarm: Swarm, tmp_path: Path) -> None:
+    runner, desk = swarm.folder("runner"), swarm.folder("desk")
+    pids = tmp_path / "pids"
+    swarm.seed(
+        runner,
+        [
+            {
+                "id": "c1",
+                "title": "Sleeps",
+                "metadata": {"command": f"echo $$ >> {pids}; sleep 60"},
+            },
+            {"id": "c2", "title": "After", "dependencies": ["c1"], "metadata": {"command": "true"}},
+        ],
+    )
+    run = swarm.start(runner, "--executor", "command", "-n", "1")
+
+    def attempt(n: int) -> int:
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= n, timeout=60)
+        return int(pids.read_text().split()[n - 1])
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    try:
+        first = attempt(1)
+        handed = swarm.cli(desk, "task", "cancel", "c1")
+        assert handed.returncode == 0, handed.stdout + handed.stderr
+        assert "handed back" in handed.stdout
+        wait_for(lambda: gone(first), timeout=10)
+        second = attempt(2)  # ready again, no retry used: the runner takes it again
+        assert swarm.all_tasks(desk)["c1"].retry_count == 0
+        failed = swarm.cli(desk, "task", "cancel", "c1", "--fail")
+        assert failed.returncode == 0, failed.stdout + failed.stderr
+        assert "failed" in failed.stdout
+        wait_for(lambda: gone(second), timeout=10)
+        tasks = swarm.all_tasks(desk)
+        assert tasks["c1"].status is TaskStatus.FAILED
+        assert (tasks["c1"].last_error or "").startswith("cancelled")
+        assert tasks["c2"].status is TaskStatus.BLOCKED
+        again = swarm.cli(desk, "task", "cancel", "c1")
+        assert again.returncode == 1 and "already failed" in again.stderr
+        waiting = swarm.cli(desk, "task", "cancel", "c2")
+        assert waiting.returncode == 1 and "not running" in waiting.stderr
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    assert [e["task_id"] for e in of_kind([runner], "cancelled")] == ["c1", "c1"]
+
+
+def test_a_worker_restart_mid_run_fails_no_task(
+    swarm: Swarm, request: pytest.FixtureRequest
+) -> None:
+    if swarm.backend != "edge":
+        pytest.skip("the Worker restarts only on the edge")
+    worker: EdgeWorker = request.getfixturevalue("edge_worker")
+    one, two = swarm.folder("one"), swarm.folder("two")
+    swarm.seed(one, graph(100, 0.2))
+    runs = [swarm.start(f, "--executor", "demo", "--until-empty", "-n", "3") for f in (one, two)]
+    wait_for(lambda: len(of_kind([one, two], "completed")) >= 20, timeout=120)
+    edge_worker.restart()
+    outputs = [finish(run) for run in runs]
+    tasks = swarm.all_tasks(one)
+    assert {t.status for t in tasks.values()} == {TaskStatus.COMPLETED}
+    assert all(t.retry_count == 0 for t in tasks.values()), [
+        (t.id, t.last_error) for t in tasks.values() if t.retry_count
+    ]
+    completed = Counter(e["task_id"] for e in of_kind([one, two], "completed"))
+    assert completed == Counter({t: 1 for t in tasks})
+    for folder, (_, err) in zip((one, two), outputs, strict=True):
+        down = [e["text"] for e in of_kind([folder], "offline")]
+        back = [e["text"] for e in of_kind([folder], "online")]
+        assert len(down) == len(back) <= 2, (down, back)  # once per store that went away
+        assert err.count("does not answer") == len(down), err
+    assert of_kind([one, two], "offline"), "no run noticed the restart"
