@@ -325,11 +325,9 @@ def test_cancel_reaches_the_agent_in_another_process(swarm: Swarm, tmp_path: Pat
 
 
 def test_a_worker_restart_mid_run_fails_no_task(
-    swarm: Swarm, request: pytest.FixtureRequest
+    tmp_path: Path, edge_worker: EdgeWorker, edge_project: EdgeProject
 ) -> None:
-    if swarm.backend != "edge":
-        pytest.skip("the Worker restarts only on the edge")
-    worker: EdgeWorker = request.getfixturevalue("edge_worker")
+    swarm = Swarm(tmp_path, "edge", edge_project)
     one, two = swarm.folder("one"), swarm.folder("two")
     swarm.seed(one, graph(100, 0.2))
     runs = [swarm.start(f, "--executor", "demo", "--until-empty", "-n", "3") for f in (one, two)]
