@@ -203,7 +203,9 @@ def test_two_runs_share_200_tasks_exactly_once_in_dependency_order(swarm: Swarm)
         shown = swarm.cli(observer, "status", "--json")
         if shown.returncode != 0:
             return False
-        return len({a["info"].get("run_id") for a in json.loads(shown.stdout)["agents"]}) >= 2
+        agents = json.loads(shown.stdout)["agents"]
+        runs = {a["info"].get("run_id") for a in agents}
+        return len(runs) >= 2 and all(a["info"].get("host") for a in agents)
 
     seen = wait_for(both_seen, timeout=120, every=0.5)
     for run in runs:

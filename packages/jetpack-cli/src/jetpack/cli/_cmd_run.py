@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
+import signal
+from collections import deque
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.live import Live
 
 from jetpack.cli._app import app
 from jetpack.cli._common import (
@@ -22,8 +27,9 @@ from jetpack.cli._demo import run_demo
 from jetpack.cli._events import EVENT_LOG, read_events
 from jetpack.cli._run import guarded, make_executor, run_project
 from jetpack.cli._settings import Settings, load_settings
-from jetpack.cli._view import counts_line, event_line, leases_table, presence_table
-from jetpack.shared import AgentStatus, TaskStatus
+from jetpack.cli._status import StatusWatch, read_status
+from jetpack.cli._view import status_view
+from jetpack.shared import MailBus, TaskStore
 from jetpack.shared.errors import ValidationError
 
 __all__ = ["demo", "start", "status"]
@@ -88,57 +94,51 @@ def start(
 async def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     events: Annotated[int, typer.Option(min=0, help="Recent events to show.")] = 10,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep updating from the mail bus (Ctrl+C ends).")
+    ] = False,
 ) -> None:
-    """Live agents of every running `jetpack start`, tasks by status, leases, recent events."""
+    """Every live agent of the project on every machine, tasks by status, leases, recent events."""
     config = project_config()
-    async with open_tasks(config) as store, open_mail(config, agent_id="cli-status") as bus:
-        agents = await bus.list_agents()
-        stats = await store.get_stats()
-        held = await store.list_tasks({"status": [TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS]})
-        leases = await bus.list_leases()
-    # The task store is the authority on who holds what; heartbeats may be a beat behind,
-    # so an agent holding a task is shown busy whatever its last heartbeat said.
-    holding = {t.assigned_agent: t for t in held if t.assigned_agent}
-    agents = [
-        a.model_copy(
-            update={
-                "status": AgentStatus.BUSY,
-                "info": {
-                    **a.info,
-                    "task_id": holding[a.agent_id].id,
-                    "task_title": holding[a.agent_id].title,
-                },
-            }
-        )
-        if a.agent_id in holding and a.online
-        else a
-        for a in agents
-        if a.agent_id != "cli-status"
-    ]
-    recent = read_events(config.path(EVENT_LOG), events)
+    viewer = f"cli-status-{secrets.token_hex(3)}"
+    async with open_tasks(config) as store, open_mail(config, agent_id=viewer) as bus:
+        if watch:
+            await _watch_status(store, bus, viewer)
+            return
+        shown = await read_status(store, bus)
+    shown.events = deque(read_events(config.path(EVENT_LOG), events), maxlen=max(events, 1))
     if as_json:
-        data = {
-            "agents": [a.model_dump(mode="json") for a in agents],
-            "tasks": {str(k): v for k, v in stats.by_status.items()},
-            "ready": stats.ready,
-            "total": stats.total,
-            "running": [{"id": t.id, "title": t.title, "agent": t.assigned_agent} for t in held],
-            "leases": [le.model_dump(mode="json") for le in leases],
-            "events": recent,
-        }
-        typer.echo(json.dumps(data))
+        typer.echo(json.dumps(shown.as_json(viewer)))
         return
-    if agents:
-        console.print(presence_table(agents))
-    else:
-        console.print("no agents running (no heartbeat within the presence window)")
-    console.print(counts_line(stats))
-    for t in held:
-        console.print(f"  running {t.id} {t.title} — {t.assigned_agent}")
-    if leases:
-        console.print(leases_table(leases))
-    for event in recent:
-        console.print(event_line(event))
+    console.print(status_view(shown, viewer, events))
+
+
+async def _watch_status(store: TaskStore, bus: MailBus, viewer: str) -> None:
+    """``status --watch``: redraw whenever the bus (or the slow re-read) changes the status."""
+    watcher = StatusWatch(store, bus)
+    watcher.attach()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, done.set)
+    runner = asyncio.create_task(watcher.run())
+    ended = asyncio.create_task(done.wait())
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as view:
+            while not done.is_set():
+                changed = asyncio.create_task(watcher.changed.wait())
+                await asyncio.wait({changed, ended}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                watcher.changed.clear()
+                if watcher.status is not None:
+                    view.update(status_view(watcher.status, viewer, 10))
+                await asyncio.sleep(0.25)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        for task in (runner, ended):
+            task.cancel()
+        await asyncio.gather(runner, ended, return_exceptions=True)
 
 
 @app.command()

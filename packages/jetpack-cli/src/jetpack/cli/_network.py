@@ -33,6 +33,7 @@ T = TypeVar("T")
 REPORT_BACKOFF_MAX_S = 10.0
 """The longest wait between two tries of a report (or of the probe)."""
 REPORT_BACKOFF_BASE_S = 0.25
+_NAMES = {"tasks": "task store", "mail": "mail bus", "memory": "memory store"}
 
 
 class Reachability:
@@ -60,7 +61,7 @@ class Reachability:
         self._down[store] = time.monotonic()
         self.outages[store] = self.outages.get(store, 0) + 1
         self._event(store).clear()
-        text = f"the {store} store does not answer ({exc}); waiting for it"
+        text = f"the {_NAMES.get(store, store)} does not answer ({exc}); waiting for it"
         logger.warning("%s", text)
         self._emit("offline", text)
 
@@ -70,7 +71,9 @@ class Reachability:
         if since is None:
             return
         self._event(store).set()
-        text = f"the {store} store answers again (after {time.monotonic() - since:.1f}s)"
+        text = (
+            f"the {_NAMES.get(store, store)} answers again (after {time.monotonic() - since:.1f}s)"
+        )
         logger.warning("%s", text)
         self._emit("online", text)
 

@@ -19,6 +19,7 @@ from jetpack.cli._common import console, id_column
 from jetpack.cli._context import RunSummary, StopReason
 from jetpack.cli._events import OrchestratorEvent
 from jetpack.cli._orchestrator import Orchestrator
+from jetpack.cli._status import ProjectStatus
 from jetpack.shared import AgentPresence, Lease, Task, TaskStats, TaskStatus, TaskStore, utcnow
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "leases_table",
     "live_view",
     "presence_table",
+    "status_view",
     "summary_table",
     "watch",
 ]
@@ -160,30 +162,64 @@ async def watch(
 
 
 def presence_table(agents: Sequence[AgentPresence]) -> Table:
-    """Agents known to the mail bus (any process), from their heartbeats."""
+    """Agents known to the mail bus (any process, any machine), from their heartbeats."""
     table = Table(title="agents")
     id_column(table, "agent", (p.agent_id for p in agents))
-    for name in ("status", "seen", "run", "pid"):
+    for name in ("host", "run", "pid", "status", "seen"):
         table.add_column(name, no_wrap=True)
     id_column(table, "task", (str(p.info.get("task_id") or "") for p in agents))
     table.add_column("title", ratio=1)
+    table.add_column("leases", ratio=1)
     for name in ("done", "failed"):
         table.add_column(name, no_wrap=True)
     now = utcnow()
     for p in agents:
         info = p.info
+        leases = info.get("leases")
         table.add_row(
             p.agent_id,
-            str(p.status) if p.online else "offline",
-            f"{(now - p.last_seen).total_seconds():.0f}s ago",
+            str(info.get("host", "")),
             str(info.get("run_id", "")),
             str(info.get("pid", "")),
+            str(p.status) if p.online else "offline",
+            f"{max(0.0, (now - p.last_seen).total_seconds()):.0f}s ago",
             str(info.get("task_id") or ""),
             str(info.get("task_title") or ""),
+            ", ".join(str(x) for x in leases) if isinstance(leases, list) else "",
             str(info.get("completed", "")),
             str(info.get("failed", "")),
         )
     return table
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def status_view(status: ProjectStatus, viewer: str, events: int) -> RenderableType:
+    """``jetpack status``: agents of every run, counts, running tasks, leases, events."""
+    agents = status.reconciled(viewer)
+    parts: list[RenderableType] = []
+    if agents:
+        runs = {str(a.info.get("run_id", "")) for a in agents}
+        hosts = {str(a.info.get("host", "")) for a in agents}
+        parts.append(presence_table(agents))
+        parts.append(
+            Text(
+                f"{_count(len(agents), 'agent')} in {_count(len(runs), 'run')} "
+                f"on {_count(len(hosts), 'machine')}",
+                style="dim",
+            )
+        )
+    else:
+        parts.append(Text("no agents running (no heartbeat within the presence window)"))
+    parts.append(counts_line(status.stats))
+    for t in status.held:
+        parts.append(Text(f"  running {t.id} {t.title} — {t.assigned_agent}"))
+    if status.leases:
+        parts.append(leases_table(status.leases))
+    parts.extend(event_line(e) for e in list(status.events)[-events:] if events)
+    return Group(*parts)
 
 
 def leases_table(leases: Sequence[Lease]) -> Table:
