@@ -200,3 +200,41 @@ async def test_worktrees_merge_on_success_and_fail_on_conflict(tmp_path: Path) -
     assert f"jetpack/{summary.failed[0]}" in git(tmp_path, "branch", "--list", "jetpack/*")
     assert git(tmp_path, "status", "--porcelain").strip() == ""  # the merge was aborted
     assert not any((tmp_path / ".jetpack" / "worktrees").iterdir())
+
+
+async def test_a_lost_claim_keeps_the_worktree_for_review_and_the_task_runs_again(
+    tmp_path: Path,
+) -> None:
+    config = project(tmp_path)
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / ".gitignore").write_text(".beads/\n.mail/\n.cass/\n.jetpack/\n")
+    (tmp_path / "base.txt").write_text("base\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "init")
+    marker = tmp_path / "attempts"
+    command = f"echo x >> {marker}; echo work > result.txt; sleep 1.5"
+    async with create_store(config, "tasks") as tasks:
+        await tasks.create_task({"id": "w", "title": "W", "metadata": {"command": command}})
+        orch = orchestrator(config, tasks, tmp_path / "log", worktrees=True, claim_ttl_ms=600)
+        run = asyncio.create_task(orch.run())
+        for _ in range(200):  # the first attempt is running
+            if marker.exists():
+                break
+            await asyncio.sleep(0.05)
+        # Someone ends the claim (as `jetpack task cancel` does for a holder that is gone).
+        await tasks.update_task("w", {"status": TaskStatus.PENDING})
+        summary = await asyncio.wait_for(run, 60)
+        assert summary.completed == ["w"]
+        done = await tasks.get_task("w")
+        assert done is not None and done.status is TaskStatus.COMPLETED
+    assert marker.read_text().split() == ["x", "x"]  # it ran again
+    kinds = [e.kind for e in orch.events.recent]
+    assert "claim_lost" in kinds and "kept" in kinds
+    kept = list((tmp_path / ".jetpack" / "worktrees" / "kept").iterdir())
+    assert len(kept) == 1 and (kept[0] / "result.txt").read_text() == "work\n"
+    branches = git(
+        tmp_path, "for-each-ref", "--format=%(refname:short)", "refs/heads/jetpack/kept"
+    ).split()
+    assert len(branches) == 1
+    assert "result.txt" in git(tmp_path, "show", "--name-only", "--format=", branches[0])
+    assert (tmp_path / "result.txt").read_text() == "work\n"  # the second attempt merged
