@@ -19,7 +19,7 @@ from jetpack.shared.config import dump_toml
 
 FAST: dict[str, dict[str, Any]] = {
     "orchestrator": {
-        "poll_s": 0.1,
+        "poll_s": 30.0,  # idle agents wake on mail; this fallback never paces a test
         "heartbeat_s": 0.3,
         "shutdown_grace_s": 0.3,
         "kill_grace_s": 0.5,
