@@ -14,6 +14,7 @@ import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -148,7 +149,8 @@ def dev(
     toolchain = _toolchain()
     edge_dir = _edge_dir()
     state = (persist_to or edge_dir / "state").resolve()
-    options = _options(rate_limit, rate_period, cors)
+    # Local mode: no Vectorize or Workers AI binding (they have no local emulator).
+    options = replace(_options(rate_limit, rate_period, cors), local=True)
     with _sigterm_as_interrupt():
         server: DevServer | None = None
         try:

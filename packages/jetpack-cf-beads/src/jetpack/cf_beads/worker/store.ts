@@ -16,6 +16,8 @@ import {
   conflict,
   GuardFailed,
   invalid,
+  jsonBytes,
+  MAX_METADATA_BYTES,
   newId,
   notFound,
   type Row,
@@ -26,8 +28,6 @@ import {
 import { rowToTask, type TaskRow, taskToRecord } from "./rows";
 import {
   HELD,
-  jsonBytes,
-  MAX_METADATA_BYTES,
   type Task,
   type TaskInput,
   type TaskUpdate,

@@ -254,18 +254,22 @@ class EdgeClient:
         params: Mapping[str, str | int] | None = None,
         allow: Collection[int] = (),
         not_found: tuple[str, str] | None = None,
+        read: bool = False,
     ) -> httpx.Response:
         """Send a request; a success (2xx or a status in ``allow``) comes back, a refusal raises.
 
         Mutations (POST, PATCH) carry a fresh ``Idempotency-Key``, kept across
-        retries. A body over 1 MiB is uploaded in parts first.
+        retries. ``read=True`` marks a POST that only reads (a search whose
+        arguments travel in the body): it goes without a key (the Worker keeps
+        no answer for it) and is retried like a GET. A body over 1 MiB is
+        uploaded in parts first.
         """
         if self._http is None or not self._checked:
             await self.open()
         method = method.upper()
         body = None if json is None else _encode(json)
         headers: dict[str, str] = {}
-        idempotent = method in _IDEMPOTENT
+        idempotent = method in _IDEMPOTENT or read
         if not idempotent:
             headers["Idempotency-Key"] = secrets.token_hex(16)
         if body is not None:

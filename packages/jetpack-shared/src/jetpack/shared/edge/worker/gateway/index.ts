@@ -32,4 +32,19 @@ export {
 } from "./errors";
 export { MAX_BODY_BYTES } from "./middleware";
 export { actAs, projectOf, requireAdmin } from "./principal";
-export { Identifier, ID_PATTERN, Timestamp, toIso, toMs } from "./schemas";
+export {
+  Identifier,
+  ID_PATTERN,
+  JsonObject,
+  jsonBytes,
+  jsonObject,
+  jsonProblem,
+  MAX_JSON_DEPTH,
+  MAX_METADATA_BYTES,
+  MAX_TEXT_CHARS,
+  Str,
+  Timestamp,
+  toIso,
+  toMs,
+  wellFormed,
+} from "./schemas";
