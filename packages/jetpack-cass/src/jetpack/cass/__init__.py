@@ -8,7 +8,7 @@
         await memory.store({"type": "agent_learning", "content": "Use WAL for SQLite"})
         hits = await memory.hybrid_search("sqlite journal mode")
 
-Embedders live in :mod:`jetpack.cass.embedders`.
+Embedders live in :mod:`jetpack.shared.embedders` (shared with jetpack-cf-cass).
 """
 
 from jetpack.cass.__about__ import __version__

@@ -12,7 +12,7 @@ from jetpack.cass._checks import check_limit, check_unit
 from jetpack.cass._db import Database
 from jetpack.cass._sql import fetch_all, read_meta, scalar, write_vectors
 from jetpack.cass._vectors import check_vector
-from jetpack.shared import Embedder, MemoryType, from_ms, utcnow
+from jetpack.shared import CALLER_MODEL, Embedder, MemoryType, from_ms, utcnow
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.rules import retention_score
 
@@ -20,8 +20,6 @@ __all__ = ["CALLER_MODEL", "MaintenanceMixin"]
 
 logger = logging.getLogger(__name__)
 
-CALLER_MODEL = "caller"
-"""Model name recorded with vectors the caller supplied."""
 
 _IN_CHUNK = 500
 

@@ -61,7 +61,7 @@ def _resolve_embedder(spec: Embedder | str | None) -> tuple[Embedder | None, boo
         if spec is not None and not isinstance(spec, Embedder):
             raise ValidationError("embedder", "expected an Embedder, a spec string or None")
         return spec, False
-    from jetpack.cass.embedders import get_embedder
+    from jetpack.shared.embedders import get_embedder
 
     try:
         return get_embedder(spec), True
@@ -101,7 +101,7 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
     Args:
         db_path: the SQLite file (created with its folder).
         embedder: an Embedder, a spec for
-            :func:`jetpack.cass.embedders.get_embedder` (``"default"`` = local
+            :func:`jetpack.shared.embedders.get_embedder` (``"default"`` = local
             all-MiniLM-L6-v2; falls back to text search, with a warning, when the
             model is not installed), or None (vectors only when supplied).
         max_entries: the store holds at most this many; a store that overflows it
