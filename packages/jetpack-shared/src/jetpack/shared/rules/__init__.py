@@ -4,7 +4,7 @@ Backends (and the in-memory reference store) call these so that readiness,
 back-off, lease overlap, ranking and ids mean the same thing everywhere.
 """
 
-from jetpack.shared._memory import FLOAT32_MAX, float32_problem
+from jetpack.shared._memory import FLOAT32_MAX, check_embedding, float32_problem
 from jetpack.shared.rules._checks import (
     MAX_TTL_MS,
     check_agent_id,
@@ -63,6 +63,7 @@ __all__ = [
     "blocker_for",
     "blocker_names",
     "check_agent_id",
+    "check_embedding",
     "check_imported",
     "check_json_object",
     "check_text",
