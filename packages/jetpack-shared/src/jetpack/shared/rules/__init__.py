@@ -47,11 +47,13 @@ from jetpack.shared.rules._tasks import (
     status_change,
     topological_order,
 )
+from jetpack.shared.rules._text import FTS_STOPWORDS, fts_trigram_query, fts_word_query
 
 __all__ = [
     "DEFAULT_CLAIM_TTL_MS",
     "DEFAULT_RETRY_BASE_MS",
     "FLOAT32_MAX",
+    "FTS_STOPWORDS",
     "HYBRID_DECISIVE_RATIO",
     "HYBRID_TEXT_WEIGHT",
     "MAX_PATH_CHARS",
@@ -72,6 +74,8 @@ __all__ = [
     "dependants_closure",
     "find_cycle",
     "float32_problem",
+    "fts_trigram_query",
+    "fts_word_query",
     "fuse_hybrid",
     "has_skills",
     "is_final",
