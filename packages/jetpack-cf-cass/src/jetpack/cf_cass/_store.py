@@ -336,6 +336,12 @@ class CloudflareMemoryStore(AsyncStoreMixin):
             stats.embedding_model = self._embedder.name
         return stats
 
+    async def index_state(self) -> _wire.IndexState:
+        """Where the project's vectors are searched (built-in or Vectorize) and Vectorize's lag."""
+        return _wire.IndexState.model_validate_json(
+            (await self._client.request("GET", _wire.INDEX)).content
+        )
+
     # -- searches -------------------------------------------------------------
 
     async def search(self, query: str, limit: int = 10) -> list[MemoryEntry]:

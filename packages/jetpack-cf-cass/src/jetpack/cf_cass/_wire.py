@@ -13,7 +13,7 @@ import base64
 import sys
 from array import array
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -25,6 +25,7 @@ __all__ = [
     "BATCH",
     "COMPACT",
     "HYBRID",
+    "INDEX",
     "MEMORY",
     "RECENT",
     "SEARCH",
@@ -32,6 +33,7 @@ __all__ = [
     "STATS",
     "WAITING",
     "Hybrid",
+    "IndexState",
     "encode_vector",
     "entries_of",
     "entry_of",
@@ -47,6 +49,7 @@ MEMORY = "/api/memory"
 BATCH = "/api/memory/batch"
 RECENT = "/api/memory/_recent"
 STATS = "/api/memory/_stats"
+INDEX = "/api/memory/_index"
 WAITING = "/api/memory/_backfill"
 BACKFILL = "/api/memory/backfill"
 SEARCH = "/api/memory/search"
@@ -105,6 +108,19 @@ class Hybrid(BaseModel):
     text: list[_Scored]
     semantic: list[_Scored]
     memories: list[MemoryEntry]
+
+
+class IndexState(BaseModel):
+    """Where a project's vectors are searched, and how far Vectorize lags behind its writes."""
+
+    index: Literal["built-in", "vectorize"]
+    vectors: int
+    unconfirmed: int
+    """Vectors Vectorize may not show yet (the Worker searches them itself meanwhile)."""
+    deletes_unconfirmed: int
+    """Deletes Vectorize may not show yet (the Worker filters them out meanwhile)."""
+    embedding_model: str | None
+    dimensions: int | None
 
 
 class _Waiting(BaseModel):

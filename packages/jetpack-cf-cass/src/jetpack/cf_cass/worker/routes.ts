@@ -19,6 +19,7 @@ import {
   HybridAnswer,
   HybridSchema,
   ImportanceSchema,
+  IndexStateSchema,
   LimitQuerySchema,
   ListQuerySchema,
   MemoryEntrySchema,
@@ -214,6 +215,21 @@ function register(app: GatewayApp): void {
       const { project, memory } = memoryOf(c);
       const waiting = (await memory.unembedded(project, c.req.valid("query").limit)) as { id: string; content: string }[];
       return c.json({ memories: waiting }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/memory/_index",
+      summary: "The project's vector index: built-in or Vectorize, and how far Vectorize lags",
+      tags,
+      security,
+      responses: { 200: json(IndexStateSchema, "Index state."), ...refusals },
+    }),
+    async (c) => {
+      const { project, memory } = memoryOf(c);
+      return c.json((await memory.indexState(project)) as z.infer<typeof IndexStateSchema>, 200);
     },
   );
 

@@ -218,3 +218,14 @@ export const LimitQuerySchema = z.object({ limit: Limit.default(50) });
 export const Waiting = z
   .object({ memories: z.array(z.object({ id: Identifier, content: z.string() })) })
   .openapi("MemoryBackfillQueue");
+
+export const IndexStateSchema = z
+  .object({
+    index: z.enum(["built-in", "vectorize"]),
+    vectors: z.number().int(),
+    unconfirmed: z.number().int().openapi({ description: "Vectors Vectorize may not show yet (searched by the Worker meanwhile)." }),
+    deletes_unconfirmed: z.number().int().openapi({ description: "Deletes Vectorize may not show yet (filtered out meanwhile)." }),
+    embedding_model: z.string().nullable(),
+    dimensions: z.number().int().nullable(),
+  })
+  .openapi("MemoryIndexState");

@@ -76,6 +76,16 @@ export interface Keeping {
   protectedTypes: readonly string[];
 }
 
+/** See {@link MemoryDO.indexState}. */
+export interface IndexState {
+  index: "built-in" | "vectorize";
+  vectors: number;
+  unconfirmed: number;
+  deletes_unconfirmed: number;
+  embedding_model: string | null;
+  dimensions: number | null;
+}
+
 /** A project's vector space: the model and size of its vectors (null until the first). */
 interface Space {
   model: string | null;
@@ -527,6 +537,26 @@ export class MemoryDO extends DurableObject<MemoryEnv> {
       without_embedding: Number(totals.total) - Number(totals.embedded),
       embedding_model: space.model,
       embedding_dimensions: space.dims,
+    };
+  }
+
+  /**
+   * Where the project's vectors are searched, and how far Vectorize lags: the
+   * vectors it may not show yet (searched here meanwhile) and the deletes it
+   * may still show (filtered out here meanwhile).
+   */
+  async indexState(project: string): Promise<IndexState> {
+    await this.enter(project);
+    const mirrored = vectorIndexOf(this.env) !== null;
+    const count = (sql: string) => Number(this.sql.exec(sql).one().n);
+    const space = this.space();
+    return {
+      index: mirrored ? "vectorize" : "built-in",
+      vectors: this.vectorCount(),
+      unconfirmed: mirrored ? count("SELECT count(*) AS n FROM vectors WHERE sync < 2") : 0,
+      deletes_unconfirmed: mirrored ? count("SELECT count(*) AS n FROM vectorize_deletes") : 0,
+      embedding_model: space.model,
+      dimensions: space.dims,
     };
   }
 
