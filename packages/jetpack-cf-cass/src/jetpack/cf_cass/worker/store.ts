@@ -156,6 +156,14 @@ export class MemoryDO extends DurableObject<MemoryEnv> {
     this.key = await projectKey(project);
     this.namespace = await namespaceOf(project);
     this.project = project;
+    // Vectors Vectorize has not confirmed yet (or all of them, when Vectorize
+    // was bound after they were written) are sent by the next flush.
+    if (vectorIndexOf(this.env) !== null) {
+      const behind = this.sql.exec(
+        "SELECT (SELECT count(*) FROM vectors WHERE sync < 2) + (SELECT count(*) FROM vectorize_deletes) AS n",
+      );
+      if (Number(behind.one().n) > 0) this.scheduleFlush(FLUSH_DELAY_MS);
+    }
   }
 
   // -- the vector space -------------------------------------------------------
