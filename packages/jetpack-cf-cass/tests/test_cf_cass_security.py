@@ -198,3 +198,34 @@ def test_malformed_and_invalid_bodies_name_the_field(
         cursor = client.get("/api/memory", params={"cursor": "c1.forged"})
         assert cursor.status_code == 422 and cursor.json()["error"]["field"] == "cursor"
     assert count(edge_worker, edge_project.token) == 0
+
+
+def test_searches_are_reads_in_the_audit_log(
+    edge_worker: EdgeWorker, edge_project: EdgeProject
+) -> None:
+    """A search (a POST that only reads) leaves no audit row; a store and a refused search do."""
+    tag = edge_project.project
+    with http(edge_worker, edge_project.token) as client:
+        stored = client.post(
+            "/api/memory",
+            json={"type": "agent_learning", "content": "audited write"},
+            headers={"X-Request-Id": f"{tag}-store"},
+        )
+        assert stored.status_code == 201
+        for path, body in (
+            ("/api/memory/search", {"query": "audited"}),
+            ("/api/memory/semantic", {"query": "audited"}),
+            ("/api/memory/hybrid", {"query": "audited"}),
+        ):
+            answer = client.post(path, json=body, headers={"X-Request-Id": f"{tag}-{path[12:]}"})
+            assert answer.status_code == 200, answer.text
+            assert "Idempotent-Replayed" not in answer.headers
+        refused = client.post(
+            "/api/memory/search", json={"query": 3}, headers={"X-Request-Id": f"{tag}-bad"}
+        )
+        assert refused.status_code == 422
+    audited(edge_worker, {f"{tag}-store"}, 201)
+    audited(edge_worker, {f"{tag}-bad"}, 422)
+    _, answer = edge_worker.call("GET", "/api/audit?limit=1000")
+    logged = {e["request_id"] for e in answer["entries"]}
+    assert not {f"{tag}-search", f"{tag}-semantic", f"{tag}-hybrid"} & logged

@@ -9,7 +9,16 @@
  * memory id can contain, so they never shadow `GET /api/memory/{id}`.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { ApiError, ErrorSchema, type GatewayApp, type GatewayEnv, Identifier, type JetpackModule, projectOf } from "@jetpack/gateway";
+import {
+  ApiError,
+  ErrorSchema,
+  type GatewayApp,
+  type GatewayEnv,
+  Identifier,
+  type JetpackModule,
+  projectOf,
+  readOnly,
+} from "@jetpack/gateway";
 import type { Context } from "hono";
 import { decodeCursor, encodeCursor } from "./rows";
 import {
@@ -92,7 +101,11 @@ function keeping(maxEntries: number | null | undefined, protectedTypes: readonly
   return { maxEntries: maxEntries ?? null, protectedTypes: protectedTypes ?? DEFAULT_PROTECTED };
 }
 
+/** POST routes that only read: their arguments travel in the body; no audit row unless refused. */
+const SEARCHES = ["/api/memory/search", "/api/memory/semantic", "/api/memory/hybrid"];
+
 function register(app: GatewayApp): void {
+  for (const path of SEARCHES) app.use(path, readOnly());
   app.openapi(
     createRoute({
       method: "post",

@@ -14,17 +14,48 @@ const MAX_NORM = Math.sqrt(FLOAT32_MAX);
 const FLOAT32_TINY = 1.401298464324817e-45;
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** Typed arrays here are little-endian (every platform workerd runs on): bytes map straight to floats. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const SEXTETS = new Int16Array(128).fill(-1);
+for (let i = 0; i < 64; i++) {
+  SEXTETS["ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".charCodeAt(i)] = i;
+}
+
+/** Bytes of standard base64 (already checked against {@link BASE64}). */
+function base64Bytes(text: string): Uint8Array {
+  const pad = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  const out = new Uint8Array((text.length / 4) * 3 - pad);
+  let o = 0;
+  for (let i = 0; i < text.length; i += 4) {
+    const a = SEXTETS[text.charCodeAt(i)] ?? 0;
+    const b = SEXTETS[text.charCodeAt(i + 1)] ?? 0;
+    const c = SEXTETS[text.charCodeAt(i + 2)] ?? 0;
+    const d = SEXTETS[text.charCodeAt(i + 3)] ?? 0;
+    const word = (a << 18) | (b << 12) | ((c < 0 ? 0 : c) << 6) | (d < 0 ? 0 : d);
+    if (o < out.length) out[o++] = word >>> 16;
+    if (o < out.length) out[o++] = (word >>> 8) & 0xff;
+    if (o < out.length) out[o++] = word & 0xff;
+  }
+  return out;
+}
+
+/** Float32 values of little-endian bytes. */
+function floatsOf(bytes: Uint8Array): Float32Array {
+  if (LITTLE_ENDIAN) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4).slice();
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const out = new Float32Array(bytes.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+  return out;
+}
 
 /** A vector from its wire form, or why not (the caller names the field). */
 export function decodeVector(value: number[] | string): Float32Array | string {
   let out: Float32Array;
   if (typeof value === "string") {
     if (value.length % 4 !== 0 || !BASE64.test(value)) return "must be base64 of little-endian float32 values";
-    const bytes = Uint8Array.from(atob(value), (ch) => ch.charCodeAt(0));
+    const bytes = base64Bytes(value);
     if (bytes.length % 4 !== 0) return "must be base64 of little-endian float32 values";
-    const view = new DataView(bytes.buffer);
-    out = new Float32Array(bytes.length / 4);
-    for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+    out = floatsOf(bytes);
   } else {
     const problem = float32Problem(value);
     if (problem !== null) return problem;
@@ -41,8 +72,7 @@ export function decodeVector(value: number[] | string): Float32Array | string {
 export function float32Problem(values: ArrayLike<number>): string | null {
   if (values.length === 0) return "must not be empty";
   if (values.length > MAX_DIMENSIONS) return `has more than ${MAX_DIMENSIONS} dimensions`;
-  let sum = 0;
-  let scale = 0;
+  let sum = 0; // of squares, in float64: a float32's square cannot overflow it
   let nonzero = false;
   let representable = false;
   for (let i = 0; i < values.length; i++) {
@@ -51,16 +81,10 @@ export function float32Problem(values: ArrayLike<number>): string | null {
     const a = Math.abs(v);
     if (a !== 0) nonzero = true;
     if (a >= FLOAT32_TINY) representable = true;
-    // Scaled sum of squares (hypot without overflow).
-    if (a > scale) {
-      sum = sum * (scale / a) ** 2 + 1;
-      scale = a;
-    } else if (a > 0) {
-      sum += (a / scale) ** 2;
-    }
+    sum += v * v;
   }
   if (!nonzero) return "is a zero vector; cosine similarity is undefined for it";
-  const norm = scale * Math.sqrt(sum);
+  const norm = Math.sqrt(sum); // Infinity when a float64 value squared overflows: refused below
   if (norm > MAX_NORM) {
     return (
       `does not fit float32: its length ${norm.toPrecision(3)} exceeds ${MAX_NORM.toPrecision(3)}, ` +
@@ -78,6 +102,7 @@ export function float32Problem(values: ArrayLike<number>): string | null {
 
 /** The stored form of a vector (little-endian float32 bytes). */
 export function toBlob(vector: Float32Array): ArrayBuffer {
+  if (LITTLE_ENDIAN) return vector.slice().buffer;
   const out = new ArrayBuffer(vector.length * 4);
   const view = new DataView(out);
   for (let i = 0; i < vector.length; i++) view.setFloat32(i * 4, vector[i] ?? 0, true);
@@ -86,10 +111,7 @@ export function toBlob(vector: Float32Array): ArrayBuffer {
 
 /** A vector from its stored form. */
 export function fromBlob(blob: ArrayBuffer): Float32Array {
-  const view = new DataView(blob);
-  const out = new Float32Array(blob.byteLength / 4);
-  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
-  return out;
+  return floatsOf(new Uint8Array(blob));
 }
 
 /** `vector / |vector|` (a copy). */

@@ -30,7 +30,7 @@ export {
   invalid,
   notFound,
 } from "./errors";
-export { MAX_BODY_BYTES } from "./middleware";
+export { MAX_BODY_BYTES, readOnly } from "./middleware";
 export { actAs, projectOf, requireAdmin } from "./principal";
 export {
   Identifier,

@@ -43,6 +43,7 @@ export const requestId = (): Middleware => async (c, next) => {
   c.set("requestId", id);
   c.set("principal", null);
   c.set("auditAgent", null);
+  c.set("readOnly", false);
   c.set("errorCode", null);
   c.set("deferred", []);
   const timer = new DbTimer();
@@ -92,7 +93,7 @@ export const audit = (): Middleware => async (c, next) => {
   const status = c.res.status;
   const gw = new GatewayDb(c.env.DB);
   const deferred = c.get("deferred");
-  if (!READS.has(c.req.method) || status >= 400) {
+  if (!(READS.has(c.req.method) || c.get("readOnly")) || status >= 400) {
     const principal = c.get("principal");
     const project = principal?.kind === "project" ? principal.project : null;
     const agent = c.get("auditAgent") ?? (principal?.kind === "project" ? principal.agentId : null);
@@ -112,6 +113,15 @@ export const audit = (): Middleware => async (c, next) => {
       ),
     );
   }
+};
+
+/**
+ * Mark a route's requests as reads (a POST search): no audit row unless
+ * refused. Register it with `app.use(path, readOnly())` before the route.
+ */
+export const readOnly = (): Middleware => async (c, next) => {
+  c.set("readOnly", true);
+  await next();
 };
 
 /** Bodies over 1 MiB → 413 (by Content-Length, or while streaming one without it). */
