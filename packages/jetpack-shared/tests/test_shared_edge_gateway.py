@@ -28,17 +28,27 @@ def client(worker: EdgeWorker, token: str | None = None) -> httpx.Client:
 
 
 def audit(worker: EdgeWorker, **params: Any) -> list[dict[str, Any]]:
+    """Audit entries of the last two minutes (the admin sees all), page by page.
+
+    The session's Worker serves every edge test, so the log holds far more
+    than one page; the entries a test looks for were just written.
+    """
+    params.setdefault("since", int(time.time() * 1000) - 120_000)
+    entries: list[dict[str, Any]] = []
+    after = int(params.pop("after", 0))
     with client(worker, worker.admin_token) as http:
-        answer = http.get("/api/audit", params={"limit": 1000, **params})
-    assert answer.status_code == 200, answer.text
-    entries: list[dict[str, Any]] = answer.json()["entries"]
-    return entries
+        while True:
+            answer = http.get("/api/audit", params={"limit": 1000, "after": after, **params})
+            assert answer.status_code == 200, answer.text
+            page: list[dict[str, Any]] = answer.json()["entries"]
+            entries.extend(page)
+            if len(page) < 1000:
+                return entries
+            after = page[-1]["seq"]
 
 
 def audited(worker: EdgeWorker, request_id: str, status: int) -> bool:
-    return any(
-        e["request_id"] == request_id and e["status"] == status for e in audit(worker, after=0)
-    )
+    return any(e["request_id"] == request_id and e["status"] == status for e in audit(worker))
 
 
 def tokens_of(worker: EdgeWorker, project: str) -> list[dict[str, Any]]:

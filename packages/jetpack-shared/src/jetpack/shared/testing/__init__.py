@@ -20,6 +20,7 @@ from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._mail_contract import MailBusContract
 from jetpack.shared.testing._memory_contract import KitEmbedder, MemoryStoreContract
 from jetpack.shared.testing._mixed import MixedReport, run_mixed_load
+from jetpack.shared.testing._model import agree_on_random_work
 from jetpack.shared.testing._procs import first_open_race
 from jetpack.shared.testing._reference_mail import InMemoryMailBus, InMemoryMailHub
 from jetpack.shared.testing._reference_memory import InMemoryMemoryDB, InMemoryMemoryStore
@@ -41,6 +42,7 @@ __all__ = [
     "MixedReport",
     "StoreSpec",
     "TaskStoreContract",
+    "agree_on_random_work",
     "eventually",
     "first_open_race",
     "memory_eval_set",

@@ -98,12 +98,20 @@ export const CHANGED: unique symbol = Symbol("changed");
 /** The error a batch fails with when a {@link CHANGED} guard trips. */
 export class GuardFailed extends Error {
   constructor() {
-    super("a guarded statement changed nothing; the batch was rolled back");
+    super("a guard of the batch tripped (a row changed meanwhile); the batch was rolled back");
     this.name = "GuardFailed";
   }
 }
 
 const GUARD_SQL = "INSERT INTO batch_guard (ok) SELECT 0 WHERE changes() = 0";
+
+/**
+ * In a batch: abort the whole batch (all or nothing) when `condition` holds,
+ * e.g. when a row a decision read has changed since (optimistic concurrency).
+ * The batch then fails with {@link GuardFailed}. `condition` must carry the
+ * project scope like any module statement.
+ */
+export const guard = (condition: Sql): Sql => sql`INSERT INTO batch_guard (ok) SELECT 0 WHERE ${condition}`;
 
 /** Whether a D1 error is the guard's CHECK failure. */
 export function isGuardFailure(err: unknown): boolean {
