@@ -50,9 +50,11 @@ async def test_a_batch_over_one_mib_is_one_transaction(store: CloudflareTaskStor
 
 
 async def test_a_retried_claim_with_its_key_claims_once(edge_project: EdgeProject) -> None:
+    """The key is recorded inside the route's own D1 batch; a repeat replays the first answer."""
     async with CloudflareTaskStore(edge_project.url, edge_project.token) as store:
         await store.create_tasks([{"title": "a"}, {"title": "b"}])
-    headers = {"Authorization": f"Bearer {edge_project.token}", "Idempotency-Key": "claim-once-1"}
+    auth = {"Authorization": f"Bearer {edge_project.token}"}
+    headers = {**auth, "Idempotency-Key": "claim-once-1"}
     async with httpx.AsyncClient(base_url=edge_project.url, headers=headers) as http:
         first = await http.post("/api/tasks/claim-next", json={"agent_id": "a1"})
         while (
@@ -60,9 +62,26 @@ async def test_a_retried_claim_with_its_key_claims_once(edge_project: EdgeProjec
         ).status_code == 409:
             assert again.json()["error"]["code"] == "in_progress"  # first answer not kept yet
             await asyncio.sleep(0.05)
+        elsewhere = await http.post("/api/tasks", json={"title": "c"})
+        # One D1 call for the whole claim: key, sweep and claim in one batch (the token cached).
+        fresh = {**auth, "Idempotency-Key": "claim-once-2"}
+        second = await http.post("/api/tasks/claim-next", json={"agent_id": "a2"}, headers=fresh)
+        assert 'desc="1 D1 calls"' in second.headers["Server-Timing"], second.headers
+        create = {**auth, "Idempotency-Key": "create-once-1"}
+        made = [await http.post("/api/tasks", json={"title": "once"}, headers=create)]
+        while (
+            repeat := await http.post("/api/tasks", json={"title": "once"}, headers=create)
+        ).status_code == 409:
+            assert repeat.json()["error"]["code"] == "in_progress"  # first answer not kept yet
+            await asyncio.sleep(0.05)
+        made.append(repeat)
     assert first.json() == again.json() and first.json()["task"] is not None
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert elsewhere.status_code == 422 and elsewhere.json()["error"]["field"] == "Idempotency-Key"
+    assert [m.status_code for m in made] == [201, 201] and made[0].json() == made[1].json()
     async with CloudflareTaskStore(edge_project.url, edge_project.token) as store:
         assert len(await store.get_tasks_by_agent("a1")) == 1
+        assert sorted(t.title for t in await store.list_tasks()) == ["a", "b", "once"]
 
 
 async def test_filters_combine(store: CloudflareTaskStore) -> None:

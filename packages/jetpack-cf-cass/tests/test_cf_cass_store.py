@@ -34,17 +34,27 @@ class OtherEmbedder(KitEmbedder):
     name = "other-hash-16"
 
 
-def test_from_config_reads_the_cloudflare_table_and_the_token_variable(tmp_path: Path) -> None:
+def test_from_config_reads_the_cloudflare_table_and_the_token_variable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / ".jetpack").mkdir()
     (tmp_path / ".jetpack" / "config.toml").write_text(
         '[stores]\nmemory = "cloudflare"\n[cloudflare]\nworker_url = "https://jp.example.dev"\n'
-        '[cf_cass]\nembedder = "none"\nmax_entries = 500\nprotected_types = ["successful_fix"]\n',
+        '[cf_cass]\nembedder = "none"\nmax_entries = 500\nprotected_types = ["successful_fix"]\n'
+        "max_entires = 7\n",
         encoding="utf-8",
     )
     config = load_config(tmp_path, env={"JETPACK_API_TOKEN": TOKEN})
-    store = create_store(config, "memory")
+    with caplog.at_level("WARNING", logger="jetpack.shared.registry"):
+        store = create_store(config, "memory")  # the misspelt key only warns
+    assert "'max_entires' in [cf_cass]" in caplog.text
+    assert "did you mean 'max_entries'" in caplog.text
     assert isinstance(store, CloudflareMemoryStore)
     assert store.max_entries == 500 and store.embedder is None
+    assert CloudflareMemoryStore.from_config(config, agent_id="a", max_entries=9).max_entries == 9
+    with pytest.raises(ValidationError) as info:  # in code, an unknown option is refused
+        CloudflareMemoryStore.from_config(config, agent_id="a", max_entires=9)
+    assert info.value.field == "max_entires" and "did you mean 'max_entries'" in str(info.value)
     assert store.protected_types == {MemoryType.SUCCESSFUL_FIX}
     assert repr(store) == "CloudflareMemoryStore('https://jp.example.dev', embedder=None)"
     assert TOKEN not in repr(store) and TOKEN not in str(vars(store))

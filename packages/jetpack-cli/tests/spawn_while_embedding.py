@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from jetpack.cli import run_process
+from jetpack.cli._process import run_process
 from jetpack.shared.embedders import LocalEmbedder
 
 TEXTS = [

@@ -20,7 +20,13 @@ from jetpack.shared import MAX_EMBEDDING_DIMENSIONS
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.rules import float32_problem
 
-__all__ = ["FloatMatrix", "VectorMatrix", "check_vector", "from_blob", "to_blob"]
+__all__ = [
+    "FloatMatrix",
+    "VectorMatrix",
+    "check_vector",
+    "from_blob",
+    "to_blob",
+]
 
 FloatMatrix = npt.NDArray[np.float32]
 

@@ -33,7 +33,8 @@ from jetpack.shared import (
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.edge.client import EdgeClient
 from jetpack.shared.errors import BackendNotInstalledError, NotFoundError, ValidationError
-from jetpack.shared.rules import check_embedding, check_text, fuse_hybrid
+from jetpack.shared.registry import config_options
+from jetpack.shared.rules import check_embedding, check_options, check_text, fuse_hybrid
 
 __all__ = ["MAX_LIMIT", "CloudflareMemoryStore"]
 
@@ -150,7 +151,9 @@ class CloudflareMemoryStore(AsyncStoreMixin):
         protected_types: Iterable[MemoryType | str] = (MemoryType.CODEBASE_KNOWLEDGE,),
         timeout: float = 30.0,
         retries: int = 4,
+        **unknown: object,
     ) -> None:
+        check_options(unknown, _OPTIONS)
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValidationError("max_entries", "must be an integer >= 1")
         self.max_entries = max_entries
@@ -161,11 +164,12 @@ class CloudflareMemoryStore(AsyncStoreMixin):
         self._embedder, self._owns_embedder = _resolve_embedder(embedder)
 
     @classmethod
-    def from_config(cls, config: JetpackConfig, *, agent_id: str) -> Self:
+    def from_config(cls, config: JetpackConfig, *, agent_id: str, **options: Any) -> Self:
         """Build from ``[cloudflare]`` (``worker_url``) and ``JETPACK_API_TOKEN``.
 
         Options (``embedder``, ``max_entries``, ``protected_types``, ``timeout``,
-        ``retries``) come from a ``[cf_cass]`` table. ``agent_id`` is not used:
+        ``retries``) come from a ``[cf_cass]`` table (unknown keys there are logged),
+        overridden by ``options`` (unknown ones refused). ``agent_id`` is not used:
         one memory store serves every agent of the project.
         """
         edge = config.cloudflare
@@ -176,8 +180,8 @@ class CloudflareMemoryStore(AsyncStoreMixin):
             )
         if edge.api_token is None or not edge.api_token.get_secret_value():
             raise ValidationError("cloudflare.api_token", "is not set (JETPACK_API_TOKEN)")
-        options = {k: v for k, v in config.section("cf_cass").items() if k in _OPTIONS}
-        return cls(edge.worker_url, edge.api_token.get_secret_value(), **options)
+        table = config_options(config, "cf_cass", _OPTIONS)
+        return cls(edge.worker_url, edge.api_token.get_secret_value(), **{**table, **options})
 
     def __repr__(self) -> str:
         name = self._embedder.name if self._embedder else None

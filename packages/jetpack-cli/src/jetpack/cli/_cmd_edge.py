@@ -14,7 +14,6 @@ import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -79,7 +78,13 @@ def _toolchain() -> Toolchain:
 
 
 def _options(
-    rate_limit: int, rate_period: int, cors: list[str] | None, name: str = "jetpack"
+    rate_limit: int,
+    rate_period: int,
+    cors: list[str] | None,
+    name: str = "jetpack",
+    *,
+    observability: bool = True,
+    local: bool = False,
 ) -> BuildOptions:
     try:
         return BuildOptions(
@@ -87,6 +92,8 @@ def _options(
             rate_limit=rate_limit,
             rate_limit_period=rate_period,
             cors_origins=tuple(cors or ()),
+            observability=observability,
+            local=local,
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
@@ -149,8 +156,9 @@ def dev(
     toolchain = _toolchain()
     edge_dir = _edge_dir()
     state = (persist_to or edge_dir / "state").resolve()
-    # Local mode: no Vectorize or Workers AI binding (they have no local emulator).
-    options = replace(_options(rate_limit, rate_period, cors), local=True)
+    # Local mode: no traces (they would go nowhere and cost CPU on every request), and
+    # no Vectorize or Workers AI binding (they have no local emulator).
+    options = _options(rate_limit, rate_period, cors, observability=False, local=True)
     with _sigterm_as_interrupt():
         server: DevServer | None = None
         try:

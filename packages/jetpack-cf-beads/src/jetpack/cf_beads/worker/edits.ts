@@ -5,7 +5,7 @@
  * Each is a decision: read, decide, write one guarded batch, and decide again
  * on fresh data if a row it read changed meanwhile (`retrying`).
  */
-import { conflict, invalid, newId, notFound, type Row, type ScopedDb, type Sql, toIso } from "@jetpack/gateway";
+import { conflict, GuardFailed, invalid, newId, notFound, type Row, type ScopedDb, type Sql, toIso } from "@jetpack/gateway";
 import { rowToTask, type TaskRow, taskToRecord, toColumn } from "./rows";
 import { findCycle, OPEN, resettle, type Status, statusChange } from "./rules";
 import type { Task, TaskInput, TaskUpdate } from "./schemas";
@@ -63,20 +63,15 @@ async function createOnce(db: ScopedDb, inputs: readonly TaskInput[]): Promise<T
   }
   const taken = await existing(db, [...seen]);
   if (taken.size > 0) throw conflict(`task ${quote([...taken].sort()[0])} already exists`, "exists");
-  const ids = inputs.map((item) => item.id ?? "");
-  for (;;) {
-    const fresh = ids.flatMap((id, i) => (id === "" ? [i] : []));
-    if (fresh.length === 0) break;
-    for (const i of fresh) {
-      const candidate = newId("bd");
-      if (!seen.has(candidate)) {
-        ids[i] = candidate;
-        seen.add(candidate);
-      }
-    }
-    const clashes = await existing(db, fresh.map((i) => ids[i] ?? ""));
-    for (const i of fresh) if (clashes.has(ids[i] ?? "")) ids[i] = "";
-  }
+  // Drawn ids are 64 random bits: instead of a read to check them, a clash with a
+  // stored id fails the insert's unique key, and the whole create is decided again.
+  const ids = inputs.map((item) => {
+    if (item.id !== null) return item.id;
+    let candidate = newId("bd");
+    while (seen.has(candidate)) candidate = newId("bd");
+    seen.add(candidate);
+    return candidate;
+  });
   const graph = new Graph(db, now);
   const batchIds = new Set(ids);
   await graph.fetchStatuses(inputs.flatMap((item) => item.dependencies).filter((d) => !batchIds.has(d)));
@@ -113,12 +108,21 @@ async function createOnce(db: ScopedDb, inputs: readonly TaskInput[]): Promise<T
     return task;
   });
   const edges = edgesOf(tasks);
-  await write(db, [
+  const statements = [
     ...(edges.length > 0 ? graph.guards() : []),
     ...jsonChunks(tasks.map(taskToRecord)).map((chunk) => q.insertRows(chunk, false)),
     ...edges.map(q.insertEdges),
     ...(edges.length > 0 ? [q.bumpGraph()] : []),
-  ]);
+  ];
+  try {
+    await db.batch(statements);
+  } catch (err) {
+    const drawn = inputs.some((item) => item.id === null);
+    if (drawn && err instanceof Error && /UNIQUE constraint failed: tasks\./.test(err.message)) {
+      throw new GuardFailed(); // a drawn id (or an explicit one, just created) is taken: again
+    }
+    constraintError(err);
+  }
   return tasks;
 }
 

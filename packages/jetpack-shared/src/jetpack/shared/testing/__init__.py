@@ -6,9 +6,11 @@ imports this package. A backend's tests subclass :class:`TaskStoreContract`,
 :class:`StoreSpec` fixture. The in-memory reference stores pass the kit (that
 is how the kit itself is tested); they are test aids, never registered backends.
 Shared test data (the beads sample, the memory-eval set) ships in ``data/``:
-read it with :func:`sample_path` and :func:`memory_eval_set`.
+read it with :func:`sample_path` and :func:`memory_eval_set`. Multi-process
+tests run their workers through :class:`Child` and :func:`run_children`.
 """
 
+from jetpack.shared.testing._children import Child, ChildError, ChildLink, run_children
 from jetpack.shared.testing._data import (
     EvalQuery,
     MemoryEvalSet,
@@ -29,6 +31,9 @@ from jetpack.shared.testing._spec import StoreSpec
 from jetpack.shared.testing._task_contract import TaskStoreContract
 
 __all__ = [
+    "Child",
+    "ChildError",
+    "ChildLink",
     "EvalQuery",
     "InMemoryMailBus",
     "InMemoryMailHub",
@@ -47,6 +52,7 @@ __all__ = [
     "first_open_race",
     "memory_eval_set",
     "recall_at",
+    "run_children",
     "run_mixed_load",
     "sample_path",
 ]

@@ -95,7 +95,8 @@ class EdgeWorker:
         a local one (``BuildOptions.local``): no Vectorize or Workers AI binding.
         """
         toolchain = toolchain or ensure_toolchain()
-        options = replace(options or BuildOptions(), local=True)
+        # A local build, as `jetpack edge dev` runs it (by default also without traces).
+        options = replace(options or BuildOptions(observability=False), local=True)
         build = build_worker(root / "worker", options, modules=modules, toolchain=toolchain)
         server = DevServer(
             build,
