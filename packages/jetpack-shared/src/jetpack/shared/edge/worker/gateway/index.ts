@@ -30,6 +30,7 @@ export {
   invalid,
   notFound,
 } from "./errors";
-export { MAX_BODY_BYTES } from "./middleware";
+export { jsonBytes, JsonObjectOf, jsonProblem, MAX_JSON_DEPTH, TextOf } from "./json";
+export { type AuditRecord, auditStatement, MAX_BODY_BYTES } from "./middleware";
 export { actAs, projectOf, requireAdmin } from "./principal";
 export { Identifier, ID_PATTERN, Timestamp, toIso, toMs } from "./schemas";
