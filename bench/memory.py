@@ -22,9 +22,11 @@ with 384-dim vectors supplied by the caller, then measures:
 ``hybrid_search`` needs an embedder for the query; the benchmark gives it one
 that returns a fixed random vector per query, so the figure is the store's own
 cost. The model's cost is measured separately: load time and texts/s of the
-local default embedder. Finally recall@5 per query style on
-``../shared/data/memory-eval/public.jsonl`` for each search mode, without an
-embedder and with the local default.
+local default embedder. Finally recall@5 per query style on the memory-eval set
+shipped with the kit (``jetpack.shared.testing.memory_eval_set()``) for each
+search mode, without an embedder and with the local default, on the held-out
+queries (even ids, never used to tune the hybrid fusion; ``bench/fusion.py``
+tunes it on the odd ids) and on all 40.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import asyncio
 import json
 import random
 import sqlite3
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,9 +47,9 @@ import numpy as np
 from jetpack.cass import CASSAdapter
 from jetpack.cass._query import word_query
 from jetpack.shared import MemoryType
+from jetpack.shared.testing import memory_eval_set, recall_at
 
 DIMS = 384
-EVAL = Path("/work/shared/data/memory-eval/public.jsonl")
 TYPES = [t.value for t in MemoryType]
 
 
@@ -235,10 +236,8 @@ async def bench_size(n: int, workdir: Path) -> dict[str, Any]:
 
 
 async def bench_eval(workdir: Path) -> dict[str, Any]:
-    text = await asyncio.to_thread(EVAL.read_text)
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    mems = [{k: v for k, v in r.items() if k != "kind"} for r in rows if r["kind"] == "memory"]
-    qs = [r for r in rows if r["kind"] == "query"]
+    data = memory_eval_set()
+    mems = data.memories
     out: dict[str, Any] = {}
     for label in ("none", "default"):
         async with CASSAdapter(
@@ -254,13 +253,11 @@ async def bench_eval(workdir: Path) -> dict[str, Any]:
                 out["local_embedder_texts_per_s"] = len(mems) / (time.perf_counter() - t)
             await store.store_many(mems)
             for mode in ("search", "semantic_search_by_query", "hybrid_search"):
-                for style in ("keyword", "paraphrase"):
-                    recalls = []
-                    for q in (q for q in qs if q["style"] == style):
-                        hits = await getattr(store, mode)(q["query"], 5)
-                        found = {h.id for h in hits} & set(q["relevant"])
-                        recalls.append(len(found) / len(q["relevant"]))
-                    out[f"recall@5 {label:7} {mode:24} {style}"] = statistics.mean(recalls)
+                for split, queries in (("held-out", data.held_out), ("all", data.queries)):
+                    for style in ("keyword", "paraphrase"):
+                        part = [q for q in queries if q.style == style]
+                        key = f"recall@5 {label:7} {mode:24} {split:8} {style}"
+                        out[key] = await recall_at(getattr(store, mode), part)
     return out
 
 

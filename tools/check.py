@@ -2,7 +2,8 @@
 
 Usage: python tools/check.py [--no-build]
 
-1. every package builds a wheel, and no wheel holds ``jetpack/__init__.py``;
+1. every package builds a wheel that holds every file of its source folder
+   (data files too, such as the kit's test data) and no ``jetpack/__init__.py``;
 2. no ``src/jetpack/__init__.py`` anywhere (PEP 420 namespace);
 3. each package imports only the standard library, itself and the
    distributions it declares (dependencies or extras);
@@ -132,8 +133,22 @@ def check_versions(workspace: list[Package]) -> list[str]:
     return problems
 
 
+SKIPPED_PARTS = {"__pycache__", "node_modules", ".wrangler", ".mypy_cache"}
+
+
+def source_files(pkg: Package) -> list[str]:
+    """Paths a wheel must hold: every file under src/jetpack/<module> but caches."""
+    return sorted(
+        f"jetpack/{pkg.module}/{p.relative_to(pkg.src).as_posix()}"
+        for p in pkg.src.rglob("*")
+        if p.is_file()
+        and not SKIPPED_PARTS.intersection(p.relative_to(pkg.src).parts)
+        and p.suffix not in {".pyc", ".pyo"}
+    )
+
+
 def check_wheels(workspace: list[Package]) -> list[str]:
-    """Build each wheel with hatchling; refuse a namespace __init__ inside."""
+    """Build each wheel with hatchling; every source file inside, no namespace __init__."""
     problems = []
     with tempfile.TemporaryDirectory() as out:
         for pkg in workspace:
@@ -154,6 +169,9 @@ def check_wheels(workspace: list[Package]) -> list[str]:
                 problems.append(f"{pkg.dist}: wheel contains jetpack/__init__.py")
             if not any(n.startswith(f"jetpack/{pkg.module}/__init__.py") for n in names):
                 problems.append(f"{pkg.dist}: wheel lacks jetpack/{pkg.module}/__init__.py")
+            missing = sorted(set(source_files(pkg)) - set(names))
+            if missing:
+                problems.append(f"{pkg.dist}: wheel lacks {', '.join(missing[:5])}")
     return problems
 
 

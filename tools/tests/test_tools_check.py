@@ -51,6 +51,22 @@ def test_changelog_must_match_version(tmp_path: Path) -> None:
     ]
 
 
+def test_a_wheel_missing_a_data_file_is_reported(tmp_path: Path) -> None:
+    pkg = make_pkg(tmp_path, "jetpack-shared", [], "")
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+        '[project]\nname = "jetpack-shared"\nversion = "0.1.0"\n'
+        '[tool.hatch.build.targets.wheel]\npackages = ["src/jetpack"]\nexclude = ["*.jsonl"]\n'
+    )
+    data = pkg / "src/jetpack/shared/testing/data"
+    data.mkdir(parents=True)
+    (data / "sample.jsonl").write_text("{}\n")
+    (data / "README.md").write_text("kept\n")
+    assert check.check_wheels(packages(tmp_path)) == [
+        "jetpack-shared: wheel lacks jetpack/shared/testing/data/sample.jsonl"
+    ]
+
+
 def test_the_real_workspace_passes() -> None:
     """The repository itself: eight packages, all checks including wheel builds."""
     assert len(packages(ROOT)) == 8

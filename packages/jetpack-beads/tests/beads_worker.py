@@ -1,7 +1,8 @@
 """Child process for the multi-process tests (run as a script, never imported by pytest).
 
 Usage: python beads_worker.py MODE DB_PATH AGENT [ARG]
-  claim   claim_next until the queue is empty; print the claimed ids as one JSON list
+  claim   open, print "ready", wait for a line on stdin, then claim_next until the
+          queue is empty; print the claimed ids as one JSON list
   hold    claim_next once with ttl_ms=ARG, print the id, then sleep (to be SIGKILLed)
   create  create batches of 10 tasks forever, printing the running total after each commit
 """
@@ -9,7 +10,6 @@ Usage: python beads_worker.py MODE DB_PATH AGENT [ARG]
 import asyncio
 import json
 import sys
-import time
 
 from jetpack.beads import BeadsAdapter
 
@@ -17,8 +17,8 @@ from jetpack.beads import BeadsAdapter
 async def main(mode: str, db_path: str, agent: str, arg: str) -> None:
     async with BeadsAdapter(db_path) as store:
         if mode == "claim":
-            start_at = float(arg)
-            await asyncio.sleep(max(0.0, start_at - time.time()))
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)  # all start together
             claimed = []
             while (task := await store.claim_next(agent)) is not None:
                 claimed.append(task.id)

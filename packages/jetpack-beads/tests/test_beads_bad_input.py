@@ -36,6 +36,8 @@ BAD_CREATE = [
     ({"title": "t", "id": "has space"}, "id"),
     ({"title": "t", "surprise": 1}, "surprise"),
     ({"title": "t", "branch": "b" * 256}, "branch"),
+    ({"title": "t", "metadata": {"\ud800": 1}}, "metadata"),
+    ({"title": "t", "description": "\udfff"}, "description"),
 ]
 
 
@@ -72,6 +74,19 @@ BAD_CALLS = [
     ("list_tasks", ({"status": "nope"},), {}, "status"),
     ("list_tasks", ({"limit": 0},), {}, "limit"),
     ("get_ready_tasks", (-1,), {}, "limit"),
+    ("claim_next", ("a",), {"ttl_ms": 2**62}, "ttl_ms"),
+    ("claim_task", ("bd-keep", "a"), {"ttl_ms": 366 * 86_400_000}, "ttl_ms"),
+    ("renew_claim", ("bd-keep", "a"), {"ttl_ms": 2**62}, "ttl_ms"),
+    ("claim_next", ("a",), {"skills": ["py\ud800"]}, "skills"),
+    ("fail_task", ("bd-keep", "a", "boom \udc00"), {}, "error"),
+    ("complete_task", ("bd-keep", "a"), {"result": {"\ud800": 1}}, "result"),
+    ("complete_task", ("bd-keep", "a"), {"result": {"x": "y" * 70_000}}, "result"),
+    ("get_task", ("bd-\ud800",), {}, "task_id"),
+    ("claim_task", ("bd-\ud800", "a"), {}, "task_id"),
+    ("update_task", ("bd-\ud800", {"title": "x"}), {}, "task_id"),
+    ("update_task", ("bd-keep", {"metadata": {"\ud800": 1}}), {}, "metadata"),
+    ("update_task", ("bd-keep", {"status": "in_progress"}), {}, "status"),
+    ("list_tasks", ({"tag": "\ud800"},), {}, "tag"),
 ]
 
 

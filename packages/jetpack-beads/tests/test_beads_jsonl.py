@@ -11,9 +11,9 @@ from jetpack.beads import BeadsAdapter
 from jetpack.beads.jsonl import issue_to_task, read_issues, task_to_issue
 from jetpack.shared import TaskPriority, TaskStatus
 from jetpack.shared.errors import ConflictError, ValidationError
+from jetpack.shared.testing import sample_path
 
-# The sample sits beside the repository: <repo>/../shared/data/beads/issues.jsonl
-SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "beads" / "issues.jsonl"
+SAMPLE = sample_path("beads/issues.jsonl")
 
 
 def expected_ready(issues: list[dict[str, Any]]) -> set[str]:

@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from jetpack.beads import BeadsAdapter
@@ -18,7 +17,11 @@ WORKER = str(Path(__file__).with_name("beads_worker.py"))
 
 def spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, WORKER, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -38,11 +41,16 @@ async def test_four_processes_claim_each_task_exactly_once(
     store: BeadsAdapter, db_path: Path
 ) -> None:
     made = await store.create_tasks([{"title": f"t{i}"} for i in range(200)])
-    start_at = str(time.time() + 2.0)  # let all four import and open before racing
-    procs = [spawn("claim", str(db_path), f"proc-{i}", start_at) for i in range(4)]
+    procs = [spawn("claim", str(db_path), f"proc-{i}", "") for i in range(4)]
+    for proc in procs:  # all four imported and opened before any claims
+        line = await asyncio.to_thread(proc.stdout.readline)  # type: ignore[union-attr]
+        assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
+    for proc in procs:
+        proc.stdin.write("go\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
     results = {}
     for i, proc in enumerate(procs):
-        out, err = await asyncio.to_thread(proc.communicate, timeout=120)
+        out, err = await asyncio.to_thread(proc.communicate, None, 120)
         assert proc.returncode == 0, err
         results[f"proc-{i}"] = json.loads(out)
     claimed = [task_id for ids in results.values() for task_id in ids]
@@ -80,7 +88,7 @@ async def test_sigkilled_holder_loses_its_claim_after_the_ttl(
     rest = {t.id: t for t in await store.list_tasks()}
     assert len(rest) == 5
     untouched = [rest[t.id] for t in others if t.id != first.id]
-    assert all(t.status is TaskStatus.PENDING and t.version == 1 for t in untouched)
+    assert all(t.status is TaskStatus.READY and t.version == 1 for t in untouched)
     assert integrity(db_path) == "ok"
 
 

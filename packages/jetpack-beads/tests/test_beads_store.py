@@ -1,7 +1,9 @@
 """Store behaviour beyond the kit: the SQL ready rule against the shared rules, graph
 updates, the registry entry point, and the public face."""
 
+import asyncio
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,22 @@ async def test_generated_ids_look_like_beads(store: BeadsAdapter) -> None:
     made = await store.create_tasks([{"title": str(i)} for i in range(50)])
     assert len({t.id for t in made}) == 50
     assert all(t.id.startswith("bd-") and t.id[3:].isalnum() for t in made)
+
+
+async def test_refused_renewal_of_a_lapsed_claim_keeps_the_sweep(
+    store: BeadsAdapter, db_path: Path
+) -> None:
+    """The probe's sequence: the refusal must not roll the sweep back (issue 11 §2)."""
+    task = await store.create_task({"title": "a", "max_retries": 2})
+    assert await store.claim_task(task.id, "ag", ttl_ms=50) is not None
+    await asyncio.sleep(0.3)
+    with pytest.raises(ConflictError):
+        await store.renew_claim(task.id, "ag")
+    with pytest.raises(ConflictError):
+        await store.complete_task(task.id, "ag")
+    with sqlite3.connect(db_path) as conn:  # committed, as another process sees it
+        row = conn.execute(
+            "SELECT status, assigned_agent, retry_count, failure_type FROM tasks WHERE id = ?",
+            (task.id,),
+        ).fetchone()
+    assert row == ("ready", None, 1, "stalled")

@@ -144,4 +144,61 @@ async def test_hybrid_fuses_text_and_vectors(db_path: Path, make_embedder: Any) 
         assert hits[0].id == both
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
-        assert hits[0].score == pytest.approx(2 / 61)  # first in both rankings
+        # first in both lists (0.2 + 0.8), and the lone BM25 hit: decisive (+1)
+        assert hits[0].score == pytest.approx(2.0)
+
+
+async def test_hybrid_finds_an_identifier_whose_memory_has_no_vector(
+    db_path: Path, make_embedder: Any
+) -> None:
+    """A memory stored while the embedder was down is still found by its identifier,
+    above notes that share the query's other words and have vectors (RRF buried it)."""
+    embedder = make_embedder()
+    async with CASSAdapter(db_path, embedder=embedder) as store:
+        await store.store_many(
+            [
+                {"type": "agent_learning", "content": f"websocket reconnect backoff note {i}"}
+                for i in range(20)
+            ]
+        )
+        embedder.fail = True
+        lone = await store.store(
+            {"type": "test_failure_analysis", "content": "ZQX-4471 nightly export times out"}
+        )
+        embedder.fail = False
+        assert (await store.get_stats()).without_embedding == 1
+        hits = await store.hybrid_search("ZQX-4471 websocket reconnect", 5)
+        assert hits[0].id == lone
+        assert all(h.content.startswith("websocket") for h in hits[1:])
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ([1e39, 1.0], "its length"),
+        ([1e200, 1e200], "its length"),
+        ([2e19, 2e19], "its length"),
+        ([1e-50, 1e-50], "smallest step"),
+        ([0.0, 0.0], "zero vector"),
+    ],
+)
+async def test_vectors_float32_cannot_hold_are_refused_saying_why(
+    store: CASSAdapter, values: list[float], why: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        await store.store({"type": "agent_learning", "content": "x", "embedding": values})
+    assert info.value.field == "embedding" and why in info.value.reason
+    with pytest.raises(ValidationError) as info:
+        await store.semantic_search(values)
+    assert info.value.field == "embedding" and why in info.value.reason
+    assert (await store.get_stats()).total == 0
+
+
+async def test_ids_with_lone_surrogates_are_refused(store: CASSAdapter) -> None:
+    for call in (store.retrieve, store.delete):
+        with pytest.raises(ValidationError) as info:
+            await call("mem-\ud800")
+        assert info.value.field == "memory_id"
+    with pytest.raises(ValidationError) as info:
+        await store.update_importance("mem-\ud800", 0.5)
+    assert info.value.field == "memory_id"

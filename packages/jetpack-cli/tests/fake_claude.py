@@ -12,9 +12,14 @@ sends it), or from FAKE_CLAUDE_MODE:
   fake:stubborn            like hang, but ignores SIGTERM (needs SIGKILL)
   fake:sleep=N             works N seconds (emitting a line every 0.2 s), then succeeds
   fake:write=PATH          on success, also writes PATH (relative to the cwd)
+  fake:auth                not logged in, as claude 2.x says it: an assistant line with
+                           error "authentication_failed", a result with subtype "success"
+                           and is_error true, exit 1
   fake:mcp                 reads every --mcp-config, starts its `jetpack` server with the
                            MCP SDK's stdio client and calls `memory store` (a learning
                            naming the task), as a real agent would; fails if it cannot
+
+An option it does not know gets claude's own usage error (stderr, exit 1, no JSON).
 
 FAKE_CLAUDE_LOG: append {"event": "start"|"done", "task": ..., "pid": ...} lines there.
 FAKE_CLAUDE_PIDS: write the pids of this process and its child there (hang modes).
@@ -90,11 +95,22 @@ def call_jetpack_tool(config, tool, arguments):
     return asyncio.run(run())
 
 
+KNOWN_OPTIONS = {
+    "-p", "--print", "--output-format", "--verbose", "--model", "--permission-mode",
+    "--allowedTools", "--disallowedTools", "--max-turns", "--max-budget-usd", "--mcp-config",
+    "--append-system-prompt", "--version",
+}  # fmt: skip
+
+
 def main():
     args = sys.argv[1:]
     if "--version" in args:
         print("9.9.9 (Fake Claude Code)")
         return 0
+    unknown = [a for a in args if a.startswith("-") and a not in KNOWN_OPTIONS]
+    if unknown:
+        print(f"error: unknown option '{unknown[0]}'", file=sys.stderr)
+        return 1
     if "-p" not in args and "--print" not in args:
         print("fake claude supports only -p", file=sys.stderr)
         return 2
@@ -128,6 +144,38 @@ def main():
             "apiKeySource": "none",
         }
     )
+    if "auth" in markers:
+        text = "Not logged in \u00b7 Please run /login"
+        emit(
+            {
+                "type": "assistant",
+                "message": {
+                    "id": str(uuid.uuid4()),
+                    "model": "<synthetic>",
+                    "role": "assistant",
+                    "type": "message",
+                    "content": [{"type": "text", "text": text}],
+                },
+                "parent_tool_use_id": None,
+                "session_id": session,
+                "error": "authentication_failed",
+            }
+        )
+        emit(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": True,
+                "api_error_status": None,
+                "duration_ms": 559,
+                "duration_api_ms": 0,
+                "num_turns": 1,
+                "result": text,
+                "session_id": session,
+                "total_cost_usd": 0,
+            }
+        )
+        return 1
     if "crash" in markers:
         print("Error: fake crash (ECONNRESET)", file=sys.stderr)
         return 3

@@ -17,8 +17,6 @@ import pytest
 
 from jetpack.shared.config import dump_toml
 
-pytestmark = pytest.mark.slow
-
 FAST: dict[str, dict[str, Any]] = {
     "orchestrator": {
         "poll_s": 0.1,
@@ -129,7 +127,10 @@ def test_start_status_sigint_restart_all_done_exactly_once(project: Project, ali
         )
         agents = {a["agent_id"]: a for a in status["agents"]}
         assert all(a["online"] for a in agents.values())
-        assert any(a["info"].get("task_id") == long for a in agents.values())
+        # the agent on the task is shown busy, even before its next heartbeat says so
+        assert any(
+            a["info"].get("task_id") == long and a["status"] == "busy" for a in agents.values()
+        )
         assert any(e["kind"] == "claimed" for e in status["events"])
         wait_for(
             lambda: any(e["event"] == "start" and e["task"] == long for e in project.claude_log())
@@ -328,3 +329,175 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "9/9 tasks completed" in proc.stdout
     assert "1 retry after back-off" in proc.stdout
+
+
+# ------------------------------------------------- the main job, stopped and not
+def configure(project: Project, **orchestrator: Any) -> None:
+    """Use the default (MiniLM) embedder and these orchestrator settings."""
+    config = project.root / ".jetpack" / "config.toml"
+    data = tomllib.loads(config.read_text())
+    data.pop("cass", None)
+    data["orchestrator"].update(orchestrator)
+    config.write_text(dump_toml(data))
+
+
+SLEEP = "sleep 0.$((RANDOM % 3 + 1))"
+"""Each task's work: 0.1 to 0.3 s (the command given by `jetpack start --command`)."""
+
+
+def sleepers(project: Project, n: int, prefix: str = "s") -> list[str]:
+    ids = [f"{prefix}{i:02d}" for i in range(n)]
+    issues = project.root / f"{prefix}.jsonl"
+    issues.write_text("".join(json.dumps({"id": i, "title": f"Sleeper {i}"}) + "\n" for i in ids))
+    assert f"imported {n} tasks" in project.run("task", "import", str(issues)).stdout
+    return ids
+
+
+def start_command(project: Project, *args: str, command: str = SLEEP) -> list[str]:
+    return ["start", "--no-live", "--executor", "command", "--command", command, *args]
+
+
+def start_until_empty(project: Project, n: int, agents: int = 3, timeout: float = 300) -> float:
+    started = time.monotonic()
+    try:
+        done = project.run(
+            *start_command(project, "--agents", str(agents), "--until-empty"), timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"jetpack start did not finish in {timeout:.0f}s (hung?)")
+    assert f"{n} completed, 0 failed" in done.stdout, done.stdout + done.stderr
+    return time.monotonic() - started
+
+
+def test_start_runs_20_command_tasks_beside_the_default_embedder(project: Project) -> None:
+    configure(project)
+    sleepers(project, 20)
+    start_until_empty(project, 20)
+    stats = json.loads(project.run("memory", "stats").stdout)
+    assert stats["total"] == 20 and stats["with_embedding"] == 20
+    assert all(t["status"] == "completed" for t in project.json("task", "list"))
+
+
+@pytest.mark.slow
+def test_start_50_tasks_10_runs(project: Project) -> None:
+    configure(project)
+    times = []
+    for run in range(10):
+        sleepers(project, 50, prefix=f"r{run}-")
+        times.append(start_until_empty(project, 50))
+    print(f"50 tasks x 10 runs: {', '.join(f'{t:.1f}' for t in times)} s per run")
+    stats = json.loads(project.run("memory", "stats").stdout)
+    assert stats["total"] == 500 and stats["with_embedding"] == 500
+
+
+def running(project: Project, n: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = wait_for(
+        lambda: (r := project.json("status")["running"]) and len(r) >= n and r, 60
+    )
+    return rows
+
+
+def pids_of(path: Path) -> list[int]:
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_hands_running_tasks_back_within_the_grace_periods(
+    project: Project, alive: Any, sig: signal.Signals
+) -> None:
+    grace, kill = 1.0, 1.0
+    configure(project, shutdown_grace_s=grace, kill_grace_s=kill)
+    ids = sleepers(project, 3)
+    pids = project.root / "pids"
+    # the work ignores SIGTERM: only the SIGKILL after kill_grace_s ends it
+    work = f"trap '' TERM; echo $$ >> {pids}; sleep 60 & wait"
+    runner = project.spawn(*start_command(project, "--agents", "3", command=work))
+    try:
+        running(project, 3)
+        wait_for(lambda: len(pids_of(pids)) == 3)
+        sent = time.monotonic()
+        runner.send_signal(sig)
+        out, err = runner.communicate(timeout=60)
+        elapsed = time.monotonic() - sent
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate(timeout=10)
+    assert runner.returncode == 130, out + err
+    assert grace + kill <= elapsed < grace + kill + 10, elapsed
+    assert "3 handed back" in out
+    tasks = {t["id"]: t for t in project.json("task", "list")}
+    assert all(tasks[i]["status"] == "ready" and tasks[i]["retry_count"] == 0 for i in ids)
+    assert not any(alive(p) for p in pids_of(pids))
+
+
+def test_a_second_ctrl_c_stops_at_once(project: Project, alive: Any) -> None:
+    configure(project, shutdown_grace_s=600.0, kill_grace_s=1.0)
+    ids = sleepers(project, 2)
+    pids = project.root / "pids"
+    runner = project.spawn(
+        *start_command(project, "--agents", "2", command=f"echo $$ >> {pids}; exec sleep 60")
+    )
+    try:
+        running(project, 2)
+        wait_for(lambda: len(pids_of(pids)) == 2)
+        sent = time.monotonic()
+        runner.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=60)
+        elapsed = time.monotonic() - sent
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate(timeout=10)
+    assert runner.returncode == 130, out + err
+    assert elapsed < 10, elapsed  # not the 600 s of grace
+    assert "2 handed back" in out
+    assert all(t["status"] == "ready" for t in project.json("task", "list") if t["id"] in ids)
+    assert not any(alive(p) for p in pids_of(pids))
+
+
+def test_ctrl_c_while_tasks_finish_and_memories_embed(project: Project) -> None:
+    """The second variant of the deadlock: Ctrl+C with the embedder busy, then a clean end."""
+    configure(project, shutdown_grace_s=0.5, kill_grace_s=0.5)
+    sleepers(project, 30)
+    runner = project.spawn(*start_command(project, "--agents", "3"))
+    try:
+        wait_for(lambda: project.json("status")["tasks"].get("completed", 0) >= 4, 120)
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate(timeout=10)
+    assert runner.returncode == 130, out + err
+    statuses = Counter(t["status"] for t in project.json("task", "list"))
+    assert statuses["claimed"] == statuses["in_progress"] == 0, statuses
+    assert statuses["completed"] >= 4
+
+
+def test_executors_fail_fast_and_say_why(project: Project) -> None:
+    tasks = [project.add(f"Task {i}") for i in range(3)]
+    # not logged in: the first answer stops the run, the tasks are handed back, the fix shown
+    env = {**project.env, "FAKE_CLAUDE_MODE": "auth"}
+    proc = subprocess.run(
+        project.argv("start", "--until-empty", "--no-live", "--executor", "claude"),
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ANTHROPIC_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
+    assert "success" not in proc.stdout + proc.stderr
+    for task in project.json("task", "list"):
+        assert task["status"] == "ready" and task["retry_count"] == 0
+    # claude not installed: refused before anything is claimed
+    project.run("config", "set", "claude.command", "/nonexistent/claude")
+    proc = project.run("start", "--until-empty", "--no-live", "--executor", "claude", check=False)
+    assert proc.returncode == 1 and "npm install -g" in proc.stderr
+    assert not project.claude_log() or len(project.claude_log()) <= 3
+    # the command executor without a command: refused, and --command gives one
+    proc = project.run("start", "--until-empty", "--no-live", "--executor", "command", check=False)
+    assert proc.returncode == 1 and "--command CMD" in proc.stderr
+    assert all(t["status"] == "ready" for t in project.json("task", "list"))
+    done = project.run("start", "--until-empty", "--no-live", "--command", "true")  # implies it
+    assert f"{len(tasks)} completed" in done.stdout

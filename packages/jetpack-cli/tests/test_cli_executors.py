@@ -13,6 +13,7 @@ from jetpack.cli import (
     CommandExecutor,
     DemoExecutor,
     ExecutionRequest,
+    ExecutorUnavailableError,
     ProgressEvent,
     StreamJsonParser,
 )
@@ -149,6 +150,53 @@ async def test_claude_failures(
     assert result.failure_type is FailureType.ERROR
     assert needle in (result.error or ""), result.error
     assert result.exit_code == exit_code
+
+
+async def test_not_logged_in_is_a_run_error_with_the_fix(fake_claude: Path, tmp_path: Path) -> None:
+    result = await ClaudeCodeExecutor().execute(request(tmp_path, "fake:auth"))
+    assert not result.ok and result.exit_code == 1
+    assert result.fatal is not None and "ANTHROPIC_API_KEY" in result.fatal
+    assert "Not logged in" in result.fatal
+    # claude says subtype "success" with is_error true: the message never says success
+    assert "success" not in (result.error or "") and "authentication_failed" in (result.error or "")
+
+
+async def test_a_refused_flag_is_a_run_error(fake_claude: Path, tmp_path: Path) -> None:
+    executor = ClaudeCodeExecutor(ClaudeOptions(extra_args=("--no-such-flag",)))
+    result = await executor.execute(request(tmp_path, "fake:success"))
+    assert not result.ok
+    assert result.fatal is not None and "unknown option '--no-such-flag'" in result.fatal
+
+
+@pytest.mark.parametrize("marker", ["fake:is_error", "fake:crash", "fake:garbage"])
+async def test_task_failures_are_not_run_errors(
+    fake_claude: Path, tmp_path: Path, marker: str
+) -> None:
+    result = await ClaudeCodeExecutor().execute(request(tmp_path, marker))
+    assert not result.ok and result.fatal is None
+
+
+async def test_claude_preflight(fake_claude: Path, tmp_path: Path) -> None:
+    await ClaudeCodeExecutor().preflight([])  # `claude --version` runs
+    missing = ClaudeCodeExecutor(ClaudeOptions(command=str(tmp_path / "nope")))
+    with pytest.raises(ExecutorUnavailableError, match="npm install -g @anthropic-ai/claude-code"):
+        await missing.preflight([])
+    broken = tmp_path / "broken-claude"
+    broken.write_text("#!/bin/sh\necho 'cannot load' >&2\nexit 7\n")
+    broken.chmod(0o755)
+    with pytest.raises(ExecutorUnavailableError, match=r"exit 7.*cannot load"):
+        await ClaudeCodeExecutor(ClaudeOptions(command=str(broken))).preflight([])
+
+
+async def test_command_preflight() -> None:
+    own = make_task(metadata={"command": "true"})
+    bare = make_task()
+    await CommandExecutor().preflight([own])
+    with pytest.raises(ExecutorUnavailableError, match="jetpack start --command CMD"):
+        await CommandExecutor().preflight([own, bare])
+    await CommandExecutor("exit 0").preflight([own, bare])  # a shell builtin is found
+    with pytest.raises(ExecutorUnavailableError, match="'no-such-tool-jetpack'"):
+        await CommandExecutor("no-such-tool-jetpack --fast").preflight([bare])
 
 
 async def test_claude_missing_binary(tmp_path: Path) -> None:

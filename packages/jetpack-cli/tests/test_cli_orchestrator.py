@@ -56,6 +56,8 @@ class Scripted:
             await asyncio.sleep(script.get("seconds", 0.01))
             if script.get("raise"):
                 raise RuntimeError("executor bug")
+            if script.get("fatal"):
+                return ExecutionResult(ok=False, error="refused", fatal=script["fatal"])
             if self.runs[task.id] <= script.get("fail_times", 0):
                 return ExecutionResult(
                     ok=False, error=f"boom {self.runs[task.id]}", failure_type=FailureType.ERROR
@@ -352,3 +354,18 @@ async def test_a_running_attempt_is_marked_in_progress(world: World) -> None:
 
     assert await eventually(in_progress, 5)
     assert (await asyncio.wait_for(run, 10)).completed == ["s"]
+
+
+async def test_a_run_error_hands_the_task_back_and_stops_the_run(world: World) -> None:
+    ids = [
+        (await world.tasks.create_task({"title": f"T{i}", "metadata": {"script": script}})).id
+        for i, script in enumerate([{"fatal": "not logged in: log in"}] * 4)
+    ]
+    summary = await asyncio.wait_for(world.orchestrator(agents=2, until_empty=False).run(), 30)
+    assert summary.fatal == "not logged in: log in"
+    assert summary.completed == [] and summary.failed == [] and summary.retried == []
+    assert sum(world.executor.runs.values()) <= 2  # no agent claimed after the first error
+    for task_id in ids:
+        task = await world.tasks.get_task(task_id)
+        assert task is not None and task.retry_count == 0
+        assert task.status in (TaskStatus.PENDING, TaskStatus.READY)

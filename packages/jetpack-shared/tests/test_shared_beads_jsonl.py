@@ -16,10 +16,9 @@ from jetpack.shared.beads_jsonl import (
     task_to_issue,
 )
 from jetpack.shared.errors import ConflictError, ValidationError
-from jetpack.shared.testing import InMemoryTaskStore
+from jetpack.shared.testing import InMemoryTaskStore, sample_path
 
-# The sample sits beside the repository: <repo>/../shared/data/beads/issues.jsonl
-SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "beads" / "issues.jsonl"
+SAMPLE = sample_path("beads/issues.jsonl")
 
 
 async def test_the_beads_sample_imports_and_round_trips_through_any_store(tmp_path: Path) -> None:
@@ -77,3 +76,44 @@ def test_mapping_and_errors() -> None:
             [{"id": "a", "title": "A", "status": "weird", "created_at": "2026-01-01T00:00:00Z"}]
         )
     assert info.value.field == "status"
+
+
+async def test_import_places_waiting_tasks_and_exports_them_unchanged(tmp_path: Path) -> None:
+    """Readiness decides pending/ready on import; export still writes the original status."""
+    lines = [
+        {"id": "a", "title": "A", "status": "pinned", "created_at": "2026-01-01T00:00:00Z"},
+        {
+            "id": "b",
+            "title": "B",
+            "status": "open",
+            "created_at": "2026-01-01T00:00:00Z",
+            "dependencies": [{"issue_id": "b", "depends_on_id": "a", "type": "blocks"}],
+        },
+        {"id": "c", "title": "C", "status": "in_progress", "created_at": "2026-01-01T00:00:00Z"},
+        {
+            "id": "d",
+            "title": "D",
+            "status": "in_progress",
+            "assignee": "agent-7",
+            "created_at": "2026-01-01T00:00:00Z",
+        },
+    ]
+    source = tmp_path / "issues.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    store = InMemoryTaskStore()
+    assert await import_jsonl(store, source) == 4
+    status = {t.id: t.status for t in await store.list_tasks()}
+    assert status == {
+        "a": TaskStatus.READY,
+        "b": TaskStatus.PENDING,
+        "c": TaskStatus.READY,
+        "d": TaskStatus.IN_PROGRESS,
+    }
+    held = await store.get_task("d")
+    assert held is not None and held.assigned_agent == "agent-7"
+    assert held.claim_expires_at is not None
+    out = tmp_path / "out.jsonl"
+    await export_jsonl(store, out)
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    exported = {record["id"]: record["status"] for record in records}
+    assert exported == {"a": "pinned", "b": "open", "c": "open", "d": "in_progress"}

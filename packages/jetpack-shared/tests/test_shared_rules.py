@@ -1,25 +1,42 @@
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
 
 import pytest
 
-from jetpack.shared import Task, TaskStatus
+from jetpack.shared import MAX_JSON_DEPTH, Message, MessageType, Task, TaskStatus
+from jetpack.shared._base import json_problem
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.rules import (
+    MAX_PATH_CHARS,
+    MAX_TTL_MS,
     base36,
+    blocker_for,
+    blocker_names,
+    check_imported,
+    check_text,
+    check_ttl,
     claim_order_key,
     dependants_closure,
     find_cycle,
+    float32_problem,
+    fuse_hybrid,
     has_skills,
     is_ready,
     new_task_id,
     next_after_failure,
     normalize_lease_path,
+    outgoing,
     paths_overlap,
+    plan_block,
+    resettle,
     retention_score,
     retry_delay_ms,
-    rrf_fuse,
+    status_change,
+    topological_order,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -117,10 +134,82 @@ def test_paths_overlap(a: str, b: str, overlap: bool) -> None:
     assert paths_overlap(b, a) is overlap
 
 
-def test_rrf_fuses_and_breaks_ties_stably() -> None:
-    fused = rrf_fuse([["a", "b", "c"], ["b", "d"]], k=60)
-    assert [key for key, _ in fused] == ["b", "a", "d", "c"]
-    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+def keys(fused: list[tuple[str, float]]) -> list[str]:
+    return [key for key, _ in fused]
+
+
+def test_fusion_formula() -> None:
+    """0.8 x min-max cosine + 0.2 x BM25 / best BM25; a key missing from a list gets 0 there."""
+    fused = dict(
+        fuse_hybrid(
+            [("a", 4.0), ("b", 3.0), ("c", 2.5)],
+            [("b", 0.9), ("d", 0.7), ("a", 0.5)],
+        )
+    )
+    assert fused == pytest.approx(
+        {"a": 0.2, "b": 0.8 + 0.2 * 3 / 4, "c": 0.2 * 2.5 / 4, "d": 0.8 * 0.5}
+    )
+
+
+def test_semantic_answer_beats_weak_lexical_distractors() -> None:
+    """Same-topic notes that share common words with the query do not bury the answer
+    only the embedding finds (what reciprocal rank fusion did: a key in both lists won)."""
+    text = [(f"topic-{i}", 6.0 - i / 10) for i in range(20)]
+    semantic = [("answer", 0.62)] + [(f"topic-{i}", 0.45 - i / 100) for i in range(20)]
+    assert keys(fuse_hybrid(text, semantic))[0] == "answer"
+
+
+def test_lexical_evidence_breaks_near_ties_of_the_embedding() -> None:
+    fused = fuse_hybrid([("b", 5.0), ("x", 4.0)], [("a", 0.80), ("b", 0.79), ("c", 0.10)])
+    assert keys(fused)[:2] == ["b", "a"]
+
+
+def test_a_decisive_lexical_match_leads_even_without_a_vector() -> None:
+    """An exact identifier (best BM25 >= 2 x the runner-up) leads, even when absent from
+    the vector results (no vector yet, or the embedding misses it)."""
+    semantic = [(f"s{i}", 0.9 - i / 100) for i in range(50)]
+    fused = fuse_hybrid([("bd-7f3a", 20.0), ("other", 6.0)], semantic)
+    assert fused[0] == ("bd-7f3a", pytest.approx(1.2))
+    assert keys(fuse_hybrid([("only", 3.0)], semantic))[0] == "only", "a lone hit is decisive"
+    not_decisive = fuse_hybrid([("t", 10.0), ("u", 6.0)], semantic)
+    assert keys(not_decisive)[0] == "s0"
+    assert keys(fuse_hybrid([("t", 10.0), ("u", 6.0)], semantic, decisive_ratio=1.5))[0] == "t"
+
+
+def test_fusion_edges() -> None:
+    assert fuse_hybrid([], []) == []
+    assert dict(fuse_hybrid([("a", 2.0), ("b", 1.5)], [])) == pytest.approx({"a": 0.2, "b": 0.15})
+    assert fuse_hybrid([], [("a", 0.3), ("b", 0.5)]) == [("b", 0.8), ("a", 0.0)]
+    assert fuse_hybrid([], [("a", 0.4), ("b", 0.4)]) == [("a", 0.8), ("b", 0.8)], "ties: order"
+    assert fuse_hybrid([("a", 0.0), ("b", -2.0)], [("c", 0.1)]) == [
+        ("c", 0.8),
+        ("a", 0.0),
+        ("b", 0.0),
+    ], "BM25 of 0 or less is no lexical evidence (and never decisive)"
+    assert fuse_hybrid([("a", 3.0), ("a", 1.0), ("b", 1.0)], []) == fuse_hybrid(
+        [("a", 3.0), ("b", 1.0)], []
+    ), "the first score of a repeated key counts"
+    text, semantic = [("a", 2.0), ("b", 1.9), ("c", 0.4)], [("c", 0.9), ("a", 0.2), ("d", 0.5)]
+    fused = fuse_hybrid(text, semantic)
+    assert keys(fused) == ["c", "d", "a", "b"]
+    assert fuse_hybrid(text[::-1], semantic[::-1]) == fused, "scores decide, not input order"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"text": [("a", float("nan"))]}, "text"),
+        ({"semantic": [("a", float("inf"))]}, "semantic"),
+        ({"semantic": [("a", "0.5")]}, "semantic"),
+        ({"text_weight": 1.5}, "text_weight"),
+        ({"decisive_ratio": 0.5}, "decisive_ratio"),
+    ],
+)
+def test_fusion_refuses_bad_input(kwargs: dict[str, Any], field: str) -> None:
+    args: dict[str, Any] = {"text": [("a", 1.0)], "semantic": [("a", 0.5)], **kwargs}
+    with pytest.raises(ValidationError) as caught:
+        fuse_hybrid(**args)
+    assert caught.value.field == field
 
 
 def test_retention_score_prefers_important_recent_used() -> None:
@@ -136,3 +225,205 @@ def test_ids() -> None:
     assert base36(0) == "0" and base36(35) == "z" and base36(36) == "10"
     ids = {new_task_id() for _ in range(10_000)}
     assert len(ids) == 10_000 and all(i.startswith("bd-") for i in ids)
+
+
+def _reference_overlap(a: str, b: str) -> bool:
+    """The obvious recursive definition (fine for short patterns): the oracle."""
+
+    @cache
+    def segments(x: tuple[str, ...], y: tuple[str, ...]) -> bool:
+        if not x and not y:
+            return True
+        if x and x[0] == "**":
+            return segments(x[1:], y) or (bool(y) and segments(x, y[1:]))
+        if y and y[0] == "**":
+            return segments(x, y[1:]) or (bool(x) and segments(x[1:], y))
+        if not x or not y:
+            return False
+        return chars(x[0], y[0]) and segments(x[1:], y[1:])
+
+    @cache
+    def chars(x: str, y: str) -> bool:
+        if not x and not y:
+            return True
+        if x and x[0] == "*":
+            return chars(x[1:], y) or (bool(y) and chars(x, y[1:]))
+        if y and y[0] == "*":
+            return chars(x, y[1:]) or (bool(x) and chars(x[1:], y))
+        if not x or not y:
+            return False
+        return (x[0] == "?" or y[0] == "?" or x[0] == y[0]) and chars(x[1:], y[1:])
+
+    return segments(tuple(a.split("/")), tuple(b.split("/")))
+
+
+def test_paths_overlap_agrees_with_the_recursive_definition() -> None:
+    rng = random.Random(11)
+    segment_parts = ["a", "b", "*", "?", "ab", "**"]
+
+    def pattern() -> str:
+        segments = []
+        for _ in range(rng.randint(1, 4)):
+            if rng.random() < 0.25:
+                segments.append("**")
+            else:
+                segments.append(
+                    "".join(rng.choice(segment_parts[:5]) for _ in range(rng.randint(1, 4)))
+                )
+        return "/".join(segments)
+
+    for _ in range(4000):
+        a, b = pattern(), pattern()
+        assert paths_overlap(a, b) is _reference_overlap(a, b), (a, b)
+        assert paths_overlap(b, a) is _reference_overlap(a, b), (b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("b" * 600, "*" * 600, True),
+        ("b" * 600, "b" * 1000, False),
+        ("*" * 1000, "b" * 1000, True),
+        ("*" * 1000, "*" * 1000, True),
+        ("*" + "a" * 500 + "b*c", "a" * 1000 + "c", False),
+        ("*" + "a" * 500 + "*c", "a" * 1000 + "c", True),
+        ("?" * 1000, "b" * 1000, True),
+        ("?" * 1000, "b" * 999, False),
+        ("/".join(["a"] * 512), "/".join(["**"] * 341), True),
+        ("/".join(["a"] * 512), "**/" + "/".join(["a"] * 200) + "/b/**", False),
+        ("**/" + "/".join(["a"] * 250) + "/**", "/".join(["?"] * 511), True),
+        ("/".join(["*"] * 512), "/".join(["a"] * 511), False),
+    ],
+)
+def test_paths_overlap_on_the_longest_patterns(a: str, b: str, overlap: bool) -> None:
+    """Paths up to MAX_PATH_CHARS with any wildcards: an answer, never RecursionError."""
+    assert len(a) <= MAX_PATH_CHARS and len(b) <= MAX_PATH_CHARS
+    assert paths_overlap(a, b) is overlap
+    assert paths_overlap(b, a) is overlap
+
+
+def test_resettle_places_waiting_tasks() -> None:
+    status = {"done": TaskStatus.COMPLETED, "open": TaskStatus.PENDING}
+    status |= {"bad": TaskStatus.FAILED, "stuck": TaskStatus.BLOCKED}
+    of = status.get
+    assert resettle(task(), of) == (TaskStatus.READY, [])
+    assert resettle(task(dependencies=["done"]), of) == (TaskStatus.READY, [])
+    assert resettle(task(dependencies=["done", "open"]), of) == (TaskStatus.PENDING, [])
+    assert resettle(task(blockers=["legal"]), of) == (TaskStatus.PENDING, ["legal"])
+    assert resettle(task(dependencies=["bad"]), of) == (
+        TaskStatus.BLOCKED,
+        ["dependency bad failed"],
+    )
+    assert resettle(task(dependencies=["open", "stuck"]), of) == (
+        TaskStatus.BLOCKED,
+        ["dependency stuck blocked"],
+    )
+    # a blocker naming a task no longer failed is dropped; blocked by hand stays blocked
+    lifted = task(status="blocked", dependencies=["open"], blockers=["dependency open failed"])
+    assert resettle(lifted, of) == (TaskStatus.PENDING, [])
+    assert resettle(task(status="blocked"), of) == (TaskStatus.BLOCKED, [])
+    held = task(status="claimed", dependencies=["bad"])
+    assert resettle(held, of) == (TaskStatus.CLAIMED, [])
+    assert blocker_for("x", TaskStatus.COMPLETED) is None
+    assert blocker_names("dependency bd-1 failed") == "bd-1"
+    assert blocker_names("needs a decision") is None
+
+
+def test_plan_block_and_topological_order() -> None:
+    tasks = {
+        "b": task(id="b", dependencies=["a"]),
+        "c": task(id="c", dependencies=["b"], status="completed"),
+        "d": task(id="d", dependencies=["b"], status="claimed"),
+        "e": task(id="e", dependencies=["c", "d"]),
+    }
+    below = {"a": ["b"], "b": ["c", "d"], "c": ["e"], "d": ["e"]}
+    plan = plan_block("a", "dependency a failed", lambda n: below.get(n, []), tasks.get)
+    assert plan == [("b", ["dependency a failed"]), ("e", ["dependency a failed"])]
+    deps = {t.id: t.dependencies for t in tasks.values()}
+    assert topological_order(["e", "d", "c", "b"], lambda n: deps.get(n, [])) == [
+        "b",
+        "d",
+        "c",
+        "e",
+    ]
+
+
+def test_status_change_keeps_the_claim_invariants() -> None:
+    claimed = task(status="claimed", assigned_agent="a1", claim_expires_at=NOW)
+    with pytest.raises(ValidationError) as info:
+        status_change(task(), TaskStatus.CLAIMED, NOW)
+    assert info.value.field == "status"
+    assert status_change(claimed, TaskStatus.CLAIMED, NOW) == {}
+    assert status_change(claimed, TaskStatus.PENDING, NOW) == {
+        "claim_expires_at": None,
+        "assigned_agent": None,
+    }
+    assert status_change(claimed, TaskStatus.COMPLETED, NOW) == {
+        "claim_expires_at": None,
+        "completed_at": NOW,
+    }
+    reopened = task(status="completed", completed_at=NOW)
+    assert status_change(reopened, TaskStatus.PENDING, NOW) == {"completed_at": None}
+    with pytest.raises(ValidationError):
+        check_imported(task(status="in_progress", assigned_agent="a1"))
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"a": [1, 2.5, None, True, "x"]}, None),
+        ({"a": float("nan")}, "finite"),
+        ({1: "x"}, "not a string"),
+        ({"\ud800": 1}, "lone surrogate"),
+        ({"a": ["ok", "\udfff"]}, "lone surrogate"),
+        ({"a": {1, 2}}, "JSON cannot hold"),
+    ],
+)
+def test_json_problem(value: object, problem: str | None) -> None:
+    found = json_problem(value)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_json_problem_depth_is_iterative() -> None:
+    deep: dict[str, object] = {}
+    for _ in range(100_000):
+        deep = {"a": deep}
+    assert json_problem(deep) == f"nests objects and lists deeper than {MAX_JSON_DEPTH} levels"
+    ok: dict[str, object] = {}
+    for _ in range(MAX_JSON_DEPTH - 1):
+        ok = {"a": ok}
+    assert json_problem(ok) is None
+
+
+def test_ttl_and_text_checks() -> None:
+    assert check_ttl(MAX_TTL_MS) == MAX_TTL_MS
+    for bad in (0, -1, MAX_TTL_MS + 1, 2**62, True, 1.5):
+        with pytest.raises(ValidationError):
+            check_ttl(bad)
+    with pytest.raises(ValidationError) as info:
+        check_text("a\ud800", "query")
+    assert info.value.field == "query" and "surrogate" in info.value.reason
+
+
+def test_outgoing_unpacks_a_message() -> None:
+    draft = Message(
+        id="msg-1", type=MessageType.TASK_PROGRESS, from_agent="a1", timestamp=NOW, payload={"x": 1}
+    )
+    out = outgoing("a1", draft, None, None, None, None)
+    assert (out.type, out.payload, out.ack_required) == (MessageType.TASK_PROGRESS, {"x": 1}, False)
+    assert outgoing("a1", "heartbeat", None, None, None, "a2").ack_required is True
+    for args, field in [
+        (("a2", draft, None, None, None, None), "from_agent"),
+        (("a1", draft, {"y": 2}, None, None, None), "payload"),
+        (("a1", draft.model_copy(update={"to_agent": "a3"}), None, None, None, "a2"), "to_agent"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            outgoing(*args)  # type: ignore[arg-type]
+        assert info.value.field == field
+
+
+def test_float32_problem() -> None:
+    assert float32_problem(1.0, True, True) is None
+    assert "zero vector" in (float32_problem(0.0, False, False) or "")
+    assert "1e+39" in (float32_problem(1e39, True, True) or "")
+    assert "smallest step" in (float32_problem(1e-50, True, False) or "")

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jetpack.beads._rows import dump_json
 from jetpack.shared import MAX_METADATA_BYTES, MAX_TEXT_CHARS, FailureType
 from jetpack.shared.errors import ValidationError
-from jetpack.shared.rules import check_agent_id, check_ttl
+from jetpack.shared.rules import check_agent_id, check_json_object, check_text, check_ttl
 
 __all__ = [
     "check_agent_id",
@@ -28,10 +27,10 @@ __all__ = [
 
 
 def check_task_id(task_id: object, field: str = "task_id") -> str:
-    """A task id must be a string (unknown ids are the caller's NotFound/None)."""
+    """A task id must be a storable string (unknown ids are the caller's NotFound/None)."""
     if not isinstance(task_id, str) or not task_id:
         raise ValidationError(field, "must be a non-empty string")
-    return task_id
+    return check_text(task_id, field)
 
 
 def check_limit(limit: object, field: str = "limit") -> int:
@@ -52,6 +51,8 @@ def check_skills(skills: object, field: str = "skills") -> list[str] | None:
     out = list(skills)
     if not all(isinstance(s, str) and s for s in out):
         raise ValidationError(field, "every skill must be a non-empty string")
+    for skill in out:
+        check_text(skill, field)
     return out
 
 
@@ -66,8 +67,7 @@ def check_minutes(minutes: object, field: str = "actual_minutes") -> int | None:
 
 def check_error(error: object, field: str = "error") -> str:
     """An error text of at most ``MAX_TEXT_CHARS``."""
-    if not isinstance(error, str):
-        raise ValidationError(field, "must be a string")
+    error = check_text(error, field)
     if len(error) > MAX_TEXT_CHARS:
         raise ValidationError(field, f"is longer than {MAX_TEXT_CHARS} characters")
     return error
@@ -91,13 +91,5 @@ def check_result(
     merged = dict(metadata)
     if result is None:
         return merged
-    if not isinstance(result, Mapping):
-        raise ValidationError(field, "must be a JSON object")
-    merged["result"] = dict(result)
-    try:
-        size = len(dump_json(merged).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(field, f"must be JSON-serialisable ({exc})") from exc
-    if size > MAX_METADATA_BYTES:
-        raise ValidationError(field, f"makes metadata larger than {MAX_METADATA_BYTES} bytes")
-    return merged
+    merged["result"] = check_json_object(result, field)
+    return check_json_object(merged, field, MAX_METADATA_BYTES)

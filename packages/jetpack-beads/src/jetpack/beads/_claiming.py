@@ -15,12 +15,14 @@ from jetpack.beads._checks import (
     check_failure_type,
     check_minutes,
     check_skills,
+    check_task_id,
     check_ttl,
 )
 from jetpack.beads._claims import Claims
 from jetpack.beads._db import Database
 from jetpack.beads._rows import dump_json
 from jetpack.shared import FailureType, Task
+from jetpack.shared.rules import check_json_object
 
 __all__ = ["ClaimMethods"]
 
@@ -41,6 +43,7 @@ class ClaimMethods:
     ) -> Task | None:
         """Claim one ready task; None if it is not ready or someone else won."""
         ttl = self._claim_ttl(agent_id, ttl_ms)
+        check_task_id(task_id)
         return await self._db.job(self._claims.claim_task, task_id, agent_id, ttl)
 
     async def claim_next(
@@ -57,18 +60,25 @@ class ClaimMethods:
         return await self._db.job(self._claims.claim_next, agent_id, ttl, encoded)
 
     async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
-        """Extend the holder's claim; ConflictError if ``agent_id`` does not hold it."""
+        """Extend the holder's claim; ConflictError if ``agent_id`` does not hold it.
+
+        A claim past its expiry is lost: the call raises ConflictError and the
+        task is back in the queue (one retry used), committed.
+        """
         ttl = self._claim_ttl(agent_id, ttl_ms)
+        check_task_id(task_id)
         return await self._db.job(self._claims.renew, task_id, agent_id, ttl)
 
     async def start_task(self, task_id: str, agent_id: str) -> Task:
         """Mark a held task ``in_progress``; ConflictError if ``agent_id`` does not hold it."""
         check_agent_id(agent_id)
+        check_task_id(task_id)
         return await self._db.job(self._claims.start, task_id, agent_id)
 
     async def release_task(self, task_id: str, agent_id: str) -> bool:
         """Give a held task back (no retry used); False unless ``agent_id`` holds it."""
         check_agent_id(agent_id)
+        check_task_id(task_id)
         return await self._db.job(self._claims.release, task_id, agent_id)
 
     async def complete_task(
@@ -81,7 +91,10 @@ class ClaimMethods:
     ) -> Task:
         """Finish a held task: completed_at, actual_minutes (from the claim if not given)."""
         check_agent_id(agent_id)
+        check_task_id(task_id)
         minutes = check_minutes(actual_minutes)
+        if result is not None:
+            check_json_object(result, "result")
         return await self._db.job(self._claims.complete, task_id, agent_id, minutes, result)
 
     async def fail_task(
@@ -93,6 +106,7 @@ class ClaimMethods:
     ) -> Task:
         """Record a failed attempt: back off and retry, or fail and block every dependant."""
         check_agent_id(agent_id)
+        check_task_id(task_id)
         message = check_error(error)
         kind = check_failure_type(failure_type)
         return await self._db.job(self._claims.fail, task_id, agent_id, message, kind)

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from jetpack.beads import _sql
 from jetpack.beads._checks import check_result
+from jetpack.beads._graph import get, set_columns
 from jetpack.beads._rows import dump_json, ms, row_to_task, task_to_params
-from jetpack.shared import FINAL_STATUSES, HELD_STATUSES, FailureType, Task, TaskStatus, utcnow
+from jetpack.beads._settle import Graph, block_closure, promote_dependants, resettle_one
+from jetpack.beads._writer import KeepChanges
+from jetpack.shared import HELD_STATUSES, FailureType, Task, TaskStatus, utcnow
 from jetpack.shared.errors import ConflictError, NotFoundError
-from jetpack.shared.rules import dependants_closure, next_after_failure
+from jetpack.shared.rules import next_after_failure
 
-__all__ = ["Claims", "block_dependants"]
+__all__ = ["Claims"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,41 +41,9 @@ _FAILURE_COLUMNS = (
 )
 
 
-def get(conn: sqlite3.Connection, task_id: str) -> Task | None:
-    """The stored task, or None."""
-    row = conn.execute(_sql.SELECT_TASK, {"id": task_id}).fetchone()
-    return None if row is None else row_to_task(row)
-
-
-def set_columns(conn: sqlite3.Connection, task_id: str, columns: Mapping[str, Any]) -> Task:
-    """Write already-encoded column values (bumping ``version``); the row as stored."""
-    row = conn.execute(_sql.update_sql(columns), {**columns, "id": task_id}).fetchone()
-    return row_to_task(row)
-
-
-def block_dependants(conn: sqlite3.Connection, failed_id: str, now: datetime) -> list[str]:
-    """Mark every open task depending on ``failed_id`` (transitively) blocked, naming it."""
-    below: dict[str, list[str]] = defaultdict(list)
-    for parent, child in conn.execute(_sql.DEPENDANTS_EDGES, {"id": failed_id}):
-        below[parent].append(child)
-    order = dependants_closure(failed_id, lambda node: below.get(node, ()))
-    if not order:
-        return []
-    rows = conn.execute(_sql.SELECT_TASKS_IN, {"ids": dump_json(list(order))})
-    tasks = {task.id: task for task in map(row_to_task, rows)}
-    blocker = f"dependency {failed_id} failed"
-    params: list[dict[str, Any]] = []
-    changed: list[str] = []
-    for task_id in order:
-        task = tasks.get(task_id)
-        if task is None or task.status in FINAL_STATUSES:
-            continue
-        blockers = task.blockers if blocker in task.blockers else [*task.blockers, blocker]
-        params.append({"id": task_id, "blockers": dump_json(blockers), "now": ms(now)})
-        changed.append(task_id)
-    if params:
-        conn.executemany(_sql.BLOCK_TASK, params)
-    return changed
+def _lapsed(task: Task, now: datetime) -> bool:
+    expires = ms(task.claim_expires_at)
+    return expires is not None and expires <= (ms(now) or 0)
 
 
 class Claims:
@@ -128,10 +98,9 @@ class Claims:
         return task
 
     def renew(self, conn: sqlite3.Connection, task_id: str, agent_id: str, ttl: int) -> Task:
-        """Extend the holder's claim."""
+        """Extend the holder's claim (a lapsed one is lost: see :meth:`_held`)."""
         now = utcnow()
-        self._recover(conn, now)
-        task = self._held(conn, task_id, agent_id)
+        task = self._held(conn, task_id, agent_id, now)
         now_ms = ms(now) or 0
         return set_columns(conn, task.id, {"claim_expires_at": now_ms + ttl, "updated_at": now_ms})
 
@@ -139,22 +108,23 @@ class Claims:
 
     def start(self, conn: sqlite3.Connection, task_id: str, agent_id: str) -> Task:
         """Mark a held task in progress."""
-        task = self._held(conn, task_id, agent_id)
-        changes = {"status": TaskStatus.IN_PROGRESS.value, "updated_at": ms(utcnow())}
+        now = utcnow()
+        task = self._held(conn, task_id, agent_id, now)
+        changes = {"status": TaskStatus.IN_PROGRESS.value, "updated_at": ms(now)}
         return set_columns(conn, task.id, changes)
 
     def release(self, conn: sqlite3.Connection, task_id: str, agent_id: str) -> bool:
-        """Give a held task back; False unless ``agent_id`` holds it."""
+        """Give a held task back; False unless ``agent_id`` holds it (a lapsed claim: swept)."""
         task = get(conn, task_id)
         if task is None or task.status not in HELD_STATUSES or task.assigned_agent != agent_id:
             return False
-        changes = {
-            "status": TaskStatus.READY.value,
-            "assigned_agent": None,
-            "claim_expires_at": None,
-            "updated_at": ms(utcnow()),
-        }
-        set_columns(conn, task.id, changes)
+        now = utcnow()
+        if _lapsed(task, now):
+            self._fail(conn, task, "claim expired", FailureType.STALLED, now, 0)
+            return False
+        graph = Graph(conn, now)
+        back = graph.put(task, status=TaskStatus.READY, assigned_agent=None, claim_expires_at=None)
+        resettle_one(graph, back)
         return True
 
     def complete(
@@ -165,10 +135,10 @@ class Claims:
         minutes: int | None,
         result: Mapping[str, Any] | None,
     ) -> Task:
-        """Finish a held task: completed_at, actual_minutes (from the claim if not given)."""
-        task = self._held(conn, task_id, agent_id)
-        metadata = check_result(result, task.metadata)
+        """Finish a held task: completed_at, actual_minutes; promote ready dependants."""
         now = utcnow()
+        task = self._held(conn, task_id, agent_id, now)
+        metadata = check_result(result, task.metadata)
         if minutes is None and task.last_attempt_at is not None:
             minutes = int((now - task.last_attempt_at).total_seconds() // 60)
         changes = {
@@ -179,7 +149,9 @@ class Claims:
             "metadata": dump_json(metadata),
             "updated_at": ms(now),
         }
-        return set_columns(conn, task.id, changes)
+        done = set_columns(conn, task.id, changes)
+        promote_dependants(conn, task.id, now)
+        return done
 
     def fail(
         self,
@@ -190,8 +162,9 @@ class Claims:
         kind: FailureType,
     ) -> Task:
         """Record a failed attempt: back off and retry, or fail and block every dependant."""
-        task = self._held(conn, task_id, agent_id)
-        return self._fail(conn, task, error, kind, utcnow(), self.retry_base_ms)
+        now = utcnow()
+        task = self._held(conn, task_id, agent_id, now)
+        return self._fail(conn, task, error, kind, now, self.retry_base_ms)
 
     def recover(self, conn: sqlite3.Connection) -> list[Task]:
         """Return every lapsed claim to the queue now."""
@@ -199,8 +172,13 @@ class Claims:
 
     # -- internals ----------------------------------------------------------------
 
-    @staticmethod
-    def _held(conn: sqlite3.Connection, task_id: str, agent_id: str) -> Task:
+    def _held(self, conn: sqlite3.Connection, task_id: str, agent_id: str, now: datetime) -> Task:
+        """The task ``agent_id`` holds, or ConflictError.
+
+        A claim past its expiry is lost whether or not a sweep ran: it is swept
+        now (back to the queue, one retry used) and that sweep is committed
+        before the ConflictError reaches the caller.
+        """
         task = get(conn, task_id)
         if task is None:
             raise NotFoundError("task", task_id)
@@ -209,6 +187,14 @@ class Claims:
             raise ConflictError(
                 f"task {task_id!r} is not held by {agent_id!r} "
                 f"(status {task.status.value}, holder {holder or 'nobody'})"
+            )
+        if _lapsed(task, now):
+            self._fail(conn, task, "claim expired", FailureType.STALLED, now, 0)
+            raise KeepChanges(
+                ConflictError(
+                    f"the claim of {agent_id!r} on {task_id!r} lapsed at "
+                    f"{task.claim_expires_at:%H:%M:%S.%f}; the task is back in the queue"
+                )
             )
         return task
 
@@ -236,11 +222,11 @@ class Claims:
         )
         params = task_to_params(failed)
         stored = set_columns(conn, task.id, {name: params[name] for name in _FAILURE_COLUMNS})
+        graph = Graph(conn, now)
         if retry.status is TaskStatus.FAILED:
-            blocked = block_dependants(conn, task.id, now)
-            if blocked:
-                logger.info("task %s failed; blocked %d dependants", task.id, len(blocked))
-        return stored
+            block_closure(graph, stored)
+            return stored
+        return resettle_one(graph, stored)
 
     def _recover(self, conn: sqlite3.Connection, now: datetime) -> list[Task]:
         self.next_sweep_ms = (ms(now) or 0) + self.recovery_interval_ms

@@ -35,6 +35,7 @@ from jetpack.beads._schema import ensure_schema
 from jetpack.beads._writer import Writer
 from jetpack.shared.errors import JetpackError
 from jetpack.shared.sqlite_errors import translate_sqlite_errors
+from jetpack.shared.sqlite_setup import prepare_sqlite_file
 
 __all__ = ["Database", "execute"]
 
@@ -58,16 +59,12 @@ async def execute(
 
 
 def _prepare_file(path: Path, busy_timeout_ms: int) -> int:
-    """Create the folder, switch the file to WAL and create/upgrade the schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
-    try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            logger.warning("could not switch %s to WAL (journal_mode=%s)", path, mode)
-        return ensure_schema(conn)
-    finally:
-        conn.close()
+    """Create the folder and file, switch to WAL and create/upgrade the schema.
+
+    One opener at a time (``jetpack.shared.sqlite_setup``), so many processes
+    opening a fresh file together all succeed.
+    """
+    return prepare_sqlite_file(path, ensure_schema, busy_timeout_ms=busy_timeout_ms)
 
 
 class Database:

@@ -13,11 +13,12 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from jetpack.beads import _sql
-from jetpack.beads._rows import dump_json
+from jetpack.beads._rows import dump_json, row_to_task
+from jetpack.shared import Task
 from jetpack.shared.errors import ConflictError, ValidationError
 from jetpack.shared.rules import find_cycle
 
-__all__ = ["check_dependencies", "existing_ids", "run"]
+__all__ = ["check_dependencies", "existing_ids", "get", "run", "set_columns"]
 
 
 def run(
@@ -29,6 +30,18 @@ def run(
     if isinstance(params, Sequence):
         return conn.executemany(statement, params)
     return conn.execute(statement, params)
+
+
+def get(conn: sqlite3.Connection, task_id: str) -> Task | None:
+    """The stored task, or None."""
+    row = conn.execute(_sql.SELECT_TASK, {"id": task_id}).fetchone()
+    return None if row is None else row_to_task(row)
+
+
+def set_columns(conn: sqlite3.Connection, task_id: str, columns: Mapping[str, Any]) -> Task:
+    """Write already-encoded column values (bumping ``version``); the row as stored."""
+    row = conn.execute(_sql.update_sql(columns), {**columns, "id": task_id}).fetchone()
+    return row_to_task(row)
 
 
 def existing_ids(conn: sqlite3.Connection, ids: Collection[str]) -> set[str]:

@@ -11,9 +11,10 @@ from typing import Any
 from jetpack.beads import _sql
 from jetpack.beads._graph import check_dependencies, existing_ids, run
 from jetpack.beads._rows import build_task, task_to_params
-from jetpack.shared import Task, TaskInput
+from jetpack.beads._settle import statuses
+from jetpack.shared import OPEN_STATUSES, Task, TaskInput, TaskStatus
 from jetpack.shared.errors import ConflictError, ValidationError
-from jetpack.shared.rules import find_cycle, new_task_id
+from jetpack.shared.rules import find_cycle, new_task_id, resettle
 
 __all__ = ["check_graph", "insert_tasks", "new_tasks"]
 
@@ -31,7 +32,8 @@ def new_tasks(conn: sqlite3.Connection, inputs: Sequence[TaskInput], now: dateti
 
     An explicit id that exists (or repeats in the batch) is a ConflictError; a
     generated id that collides is drawn again. A dependency must exist already or
-    come earlier in the batch.
+    come earlier in the batch. Each task is stored where the dependency rules
+    place it (``rules.resettle``: ready, pending, or blocked below a failed task).
     """
     explicit = [item.id for item in inputs if item.id is not None]
     seen: set[str] = set()
@@ -57,20 +59,34 @@ def new_tasks(conn: sqlite3.Connection, inputs: Sequence[TaskInput], now: dateti
             if ids[i] in clashes:
                 ids[i] = ""
 
-    staged: set[str] = set()
+    staged: dict[str, TaskStatus] = {}
     tasks = []
     outside = {d for item in inputs for d in item.dependencies} - set(ids)
-    known = existing_ids(conn, outside)
+    known = statuses(conn, outside)
+
+    def status_of(task_id: str) -> TaskStatus | None:
+        return staged.get(task_id) or known.get(task_id)
+
     for task_id, item in zip(ids, inputs, strict=True):
         if item.dependencies:
             check_dependencies(
-                conn, task_id, item.dependencies, staged=staged | known, cycles=False
+                conn, task_id, item.dependencies, staged=staged.keys() | known.keys(), cycles=False
             )
-        staged.add(task_id)
         values = {name: getattr(item, name) for name in _INPUT_FIELDS}
         values.update(_CREATED_DEFAULTS)
         values.update(id=task_id, created_at=now, updated_at=now)
-        tasks.append(build_task(values))
+        if item.status is TaskStatus.COMPLETED:
+            values["completed_at"] = now
+        if item.status in OPEN_STATUSES and not item.dependencies and not item.blockers:
+            values["status"] = TaskStatus.READY  # what resettle says, without building twice
+            task = build_task(values)
+        else:
+            task = build_task(values)
+            status, blockers = resettle(task, status_of)
+            if status is not task.status or blockers != task.blockers:
+                task = build_task({**values, "status": status, "blockers": blockers})
+        staged[task_id] = task.status
+        tasks.append(task)
     return tasks
 
 

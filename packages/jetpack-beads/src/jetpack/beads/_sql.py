@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
-    "BLOCK_TASK",
     "CLAIM_NEXT",
     "CLAIM_ONE",
     "COLUMNS",
@@ -19,6 +18,7 @@ __all__ = [
     "DELETE_DEPS",
     "DELETE_TASK",
     "DEPENDANTS_EDGES",
+    "DEPENDANTS_EDGES_OF",
     "DEPENDENCY_EDGES",
     "EXISTING_IDS",
     "EXPIRED_CLAIMS",
@@ -26,11 +26,13 @@ __all__ = [
     "INSERT_DEP",
     "INSERT_TASK",
     "MEAN_COMPLETION",
+    "PROMOTE_DEPENDANTS",
     "READY_ALL",
     "READY_COUNT",
     "READY_TASKS",
     "SELECT_TASK",
     "SELECT_TASKS_IN",
+    "STATUSES_IN",
     "UPSERT_TASK",
     "list_tasks_sql",
     "update_sql",
@@ -82,6 +84,7 @@ DELETE_TASK = "DELETE FROM tasks WHERE id = :id"
 SELECT_TASK = f"SELECT {_COLS} FROM tasks WHERE id = :id"
 SELECT_TASKS_IN = f"SELECT {_COLS} FROM tasks WHERE id IN (SELECT value FROM json_each(:ids))"
 EXISTING_IDS = "SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(:ids))"
+STATUSES_IN = "SELECT id, status FROM tasks WHERE id IN (SELECT value FROM json_each(:ids))"
 HAS_DEPENDANTS = "SELECT task_id FROM task_deps WHERE depends_on = :id ORDER BY task_id LIMIT 20"
 
 _READY = """
@@ -134,8 +137,16 @@ CLAIM_ONE = f"""{_CLAIM_SET}
 EXPIRED_CLAIMS = f"""SELECT {_COLS} FROM tasks
     WHERE status IN ('claimed', 'in_progress') AND claim_expires_at <= :now"""
 
-BLOCK_TASK = """UPDATE tasks SET status = 'blocked', blockers = :blockers, updated_at = :now,
-    version = version + 1 WHERE id = :id"""
+PROMOTE_DEPENDANTS = """UPDATE tasks SET status = 'ready', updated_at = :now, version = version + 1
+    WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = :id)
+    AND +status = 'pending' AND (blockers IS NULL OR blockers = '[]')
+    AND NOT EXISTS (
+        SELECT 1 FROM task_deps AS d LEFT JOIN tasks AS p ON p.id = d.depends_on
+        WHERE d.task_id = tasks.id AND (p.status IS NULL OR p.status <> 'completed'))"""
+"""``rules.resettle`` for the direct dependants of a task that just completed: a pending
+one with no blockers whose every dependency is completed is stored ``ready``. (``+status``
+keeps SQLite from walking every pending task through the status index: the dependants
+are found through ``task_deps``.)"""
 
 DEPENDANTS_EDGES = """
     WITH RECURSIVE below(id) AS (
@@ -144,6 +155,14 @@ DEPENDANTS_EDGES = """
     WHERE d.depends_on IN below ORDER BY d.depends_on, d.task_id
 """
 """Every edge below ``:id`` (towards its dependants), for ``rules.dependants_closure``."""
+
+DEPENDANTS_EDGES_OF = """
+    WITH RECURSIVE below(id) AS (
+        SELECT value FROM json_each(:ids)
+        UNION SELECT d.task_id FROM task_deps AS d JOIN below ON d.depends_on = below.id)
+    SELECT id FROM below WHERE id NOT IN (SELECT value FROM json_each(:ids))
+"""
+"""Every task below the ids in ``:ids`` (a JSON array), excluding them."""
 
 DEPENDENCY_EDGES = """
     WITH RECURSIVE above(id) AS (

@@ -13,6 +13,7 @@ from jetpack.beads import _edits, _sql
 from jetpack.beads._checks import (
     check_agent_id,
     check_limit,
+    check_task_id,
     check_ttl,
 )
 from jetpack.beads._claiming import ClaimMethods
@@ -162,17 +163,20 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task, or None."""
+        check_task_id(task_id)
         async with self._db.read() as conn:
             return await self._get(conn, task_id)
 
     async def update_task(self, task_id: str, update: TaskUpdate | Mapping[str, Any]) -> Task:
         """Apply the fields set in ``update``; bumps ``version`` and ``updated_at``."""
+        check_task_id(task_id)
         upd = parse(TaskUpdate, update)
         changes: dict[str, Any] = {name: getattr(upd, name) for name in upd.model_fields_set}
         return await self._db.job(_edits.update, task_id, changes)
 
     async def delete_task(self, task_id: str) -> bool:
         """Delete a task nobody depends on (else ConflictError); False if it did not exist."""
+        check_task_id(task_id)
         return await self._db.job(_edits.delete, task_id)
 
     # -- queries --------------------------------------------------------------

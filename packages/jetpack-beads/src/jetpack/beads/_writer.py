@@ -22,10 +22,23 @@ from typing import Concatenate, ParamSpec, TypeVar
 from jetpack.shared.errors import JetpackError
 from jetpack.shared.sqlite_errors import translate_sqlite_errors
 
-__all__ = ["Writer"]
+__all__ = ["KeepChanges", "Writer"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+
+class KeepChanges(Exception):
+    """Raised by a job to commit what it wrote and then raise ``error`` to the caller.
+
+    A holder acting on a lapsed claim gets a ConflictError, but the sweep that
+    put the task back in the queue must stay: a rollback would hand the claim
+    back to an agent that was told it lost it.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class Writer:
@@ -93,8 +106,11 @@ class Writer:
         if conn is None:
             raise JetpackError("the task store is closed")
         conn.execute("BEGIN IMMEDIATE")
+        keep: KeepChanges | None = None
         try:
             result = fn(conn, *args, **kwargs)
+        except KeepChanges as signal:
+            keep = signal
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -104,4 +120,6 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if keep is not None:
+            raise keep.error
         return result

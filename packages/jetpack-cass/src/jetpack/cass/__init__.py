@@ -1,4 +1,4 @@
-"""Local memory store for Jetpack: SQLite FTS5 + vector search fused by RRF.
+"""Local memory store for Jetpack: SQLite FTS5 + vector search, fused by score.
 
 ::
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from jetpack.shared import MemoryType
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import check_text
 
-__all__ = ["MAX_LIMIT", "check_limit", "check_query", "check_unit", "parse_type"]
+__all__ = ["MAX_LIMIT", "check_id", "check_limit", "check_query", "check_unit", "parse_type"]
 
 MAX_LIMIT = 10_000
 """Largest ``limit`` (and ``batch_size``) accepted."""
@@ -28,10 +29,13 @@ def check_unit(value: object, field: str) -> float:
 
 
 def check_query(query: object) -> str:
-    """A str, or ValidationError('query')."""
-    if not isinstance(query, str):
-        raise ValidationError("query", "must be a string")
-    return query
+    """A str that can be searched (no lone surrogates), or ValidationError('query')."""
+    return check_text(query, "query")
+
+
+def check_id(memory_id: object) -> str:
+    """A memory id argument: a storable string (unknown ids are the caller's None/False)."""
+    return check_text(memory_id, "memory_id")
 
 
 def parse_type(value: object, field: str = "type") -> MemoryType:

@@ -27,6 +27,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from jetpack.cass._schema import ensure_schema, ensure_trigram, has_trigram
 from jetpack.shared.errors import JetpackError
 from jetpack.shared.sqlite_errors import translate_sqlite_errors
+from jetpack.shared.sqlite_setup import prepare_sqlite_file
 
 __all__ = ["Database"]
 
@@ -36,19 +37,19 @@ _BEGIN_OPTION = "jetpack_begin"
 
 
 def _prepare_file(path: Path, busy_timeout_ms: int, trigram: bool) -> bool:
-    """Create the folder, switch to WAL, create/upgrade the schema; True if trigram exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
-    try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            logger.warning("could not switch %s to WAL (journal_mode=%s)", path, mode)
+    """Create the folder and file, switch to WAL, create/upgrade the schema; True if trigram.
+
+    One opener at a time (``jetpack.shared.sqlite_setup``), so many processes
+    opening a fresh file together all succeed.
+    """
+
+    def setup(conn: sqlite3.Connection) -> bool:
         ensure_schema(conn)
         if trigram:
             ensure_trigram(conn)
         return has_trigram(conn)
-    finally:
-        conn.close()
+
+    return prepare_sqlite_file(path, setup, busy_timeout_ms=busy_timeout_ms)
 
 
 class Database:

@@ -1,4 +1,4 @@
-"""The store's four searches: BM25, exact cosine, by query, and RRF hybrid."""
+"""The store's four searches: BM25, exact cosine, by query, and hybrid (both fused)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from jetpack.cass._index import VectorIndex
 from jetpack.cass._query import trigram_query, word_query
 from jetpack.cass._sql import fetch_all, fetch_by_seq, read_meta
 from jetpack.shared import Embedder, MemoryEntry
-from jetpack.shared.rules import rrf_fuse
+from jetpack.shared.rules import fuse_hybrid
 from jetpack.shared.sqlite_errors import translate_sqlite_errors
 
 __all__ = ["SearchMixin"]
@@ -137,9 +137,12 @@ class SearchMixin:
         return await self.semantic_search(vector, limit)
 
     async def hybrid_search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
-        """BM25 and vector ranks fused by RRF (k = 60); ``score`` is the fused score.
+        """BM25 and vector results fused by :func:`jetpack.shared.rules.fuse_hybrid`.
 
-        Each ranking goes ``max(5 × limit, 50)`` deep; the two run concurrently.
+        ``score`` is the fused score: 0.8 × the min-max normalised cosine + 0.2 ×
+        BM25 ÷ the best BM25, plus 1 for a decisive lexical match (the best BM25
+        hit at least twice the runner-up, e.g. an exact identifier). Each list goes
+        ``max(5 × limit, 50)`` deep; the two run concurrently.
         Without an embedder, with no vectors stored yet, or if embedding the
         query fails (logged), it is :meth:`search`.
         """
@@ -162,7 +165,7 @@ class SearchMixin:
         async with self._db.read() as conn:
             if not semantic:  # no vectors stored yet
                 return await fetch_by_seq(conn, text[:limit])
-            fused = rrf_fuse([[seq for seq, _ in text], [seq for seq, _ in semantic]])
+            fused = fuse_hybrid(text, semantic)
             return await fetch_by_seq(conn, fused[:limit])
 
     async def _text_rank(self, query: str, n: int) -> list[tuple[int, float]]:

@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jetpack.cass._checks import check_limit, check_unit, parse_type
+from jetpack.cass._checks import check_id, check_limit, check_unit, parse_type
 from jetpack.cass._db import Database
 from jetpack.cass._index import VectorIndex
 from jetpack.cass._maintenance import CALLER_MODEL, MaintenanceMixin
@@ -90,7 +90,7 @@ def _parse_input(entry: object) -> tuple[MemoryInput, FloatMatrix | None]:
 
 
 class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
-    """Local memory store: SQLite (FTS5 BM25 + float32 vectors), exact cosine, RRF hybrid.
+    """Local memory store: SQLite (FTS5 BM25 + float32 vectors), exact cosine, fused hybrid.
 
     ::
 
@@ -345,8 +345,7 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
 
     async def retrieve(self, memory_id: str) -> MemoryEntry | None:
         """Return the entry after atomically bumping access_count and last_accessed."""
-        if not isinstance(memory_id, str):
-            raise ValidationError("memory_id", "must be a string")
+        check_id(memory_id)
         async with self._db.write() as conn:
             seq = await scalar(
                 conn,
@@ -363,6 +362,7 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
 
     async def delete(self, memory_id: str) -> bool:
         """Delete; False if it did not exist."""
+        check_id(memory_id)
         async with self._db.write() as conn:
             result = await conn.exec_driver_sql("DELETE FROM memories WHERE id = ?", (memory_id,))
             return bool(result.rowcount)
@@ -370,6 +370,7 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
     async def update_importance(self, memory_id: str, importance: float) -> None:
         """Set importance (0..1). NotFoundError for an unknown id."""
         value = check_unit(importance, "importance")
+        check_id(memory_id)
         async with self._db.write() as conn:
             result = await conn.exec_driver_sql(
                 "UPDATE memories SET importance = ?, version = version + 1 WHERE id = ?",

@@ -11,7 +11,6 @@ says rows were deleted. Other processes' writes are seen the same way.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy.typing as npt
 
 from jetpack.shared import MAX_EMBEDDING_DIMENSIONS
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import float32_problem
 
 __all__ = ["FloatMatrix", "VectorMatrix", "check_vector", "from_blob", "to_blob"]
 
@@ -43,10 +43,13 @@ def check_vector(
         raise ValidationError(field, f"has {array.size} dimensions; this store uses {dims}")
     if not np.isfinite(array).all():
         raise ValidationError(field, "must hold finite numbers only")
-    vector = array.astype(np.float32)
-    norm = float(np.linalg.norm(vector))
-    if norm == 0.0 or not math.isfinite(norm):
-        raise ValidationError(field, "is a zero vector; cosine similarity is undefined for it")
+    # The shared rule: no length beyond float32's reach, nothing that rounds to zero.
+    with np.errstate(over="ignore"):  # an overflow is the answer here, not a fault
+        norm = float(np.linalg.norm(array))
+        vector = array.astype(np.float32)
+    problem = float32_problem(norm, bool(array.any()), bool(vector.any()))
+    if problem:
+        raise ValidationError(field, problem)
     return vector
 
 

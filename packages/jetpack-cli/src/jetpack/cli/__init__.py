@@ -15,11 +15,18 @@ from jetpack.cli._executors import (
     ExecutionRequest,
     ExecutionResult,
     Executor,
+    ExecutorUnavailableError,
     InstantExecutor,
     ProgressEvent,
 )
 from jetpack.cli._orchestrator import AgentState, Orchestrator, RunSummary, new_run_id
-from jetpack.cli._process import ProcessResult, group_alive, kill_process_group, run_process
+from jetpack.cli._process import (
+    ProcessResult,
+    die_with_parent_prefix,
+    group_alive,
+    kill_process_group,
+    run_process,
+)
 from jetpack.cli._prompt import build_prompt, files_of
 from jetpack.cli._settings import (
     AgentSettings,
@@ -42,6 +49,7 @@ __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
+    "ExecutorUnavailableError",
     "InstantExecutor",
     "Orchestrator",
     "OrchestratorEvent",
@@ -53,6 +61,7 @@ __all__ = [
     "StreamJsonParser",
     "__version__",
     "build_prompt",
+    "die_with_parent_prefix",
     "files_of",
     "group_alive",
     "kill_process_group",

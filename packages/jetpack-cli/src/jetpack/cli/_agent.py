@@ -19,6 +19,7 @@ from typing import Any
 
 from jetpack.cli._events import EventLog, OrchestratorEvent
 from jetpack.cli._executors import ExecutionRequest, ExecutionResult, Executor, ProgressEvent
+from jetpack.cli._logs import AttemptLog
 from jetpack.cli._memory_writer import MemoryWriter
 from jetpack.cli._process import run_process
 from jetpack.cli._prompt import build_prompt, files_of
@@ -60,6 +61,9 @@ class AgentState:
     activity: str = ""
     completed: int = 0
     failed: int = 0
+    log: AttemptLog | None = None
+    """The running attempt's output, written to ``.jetpack/logs/`` when it ends."""
+    outcome: str = ""
 
 
 @dataclass(slots=True)
@@ -72,6 +76,8 @@ class RunSummary:
     retried: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    fatal: str | None = None
+    """Why the executor cannot run any task (and how to fix it), if that stopped the run."""
 
 
 class AgentWork:
@@ -98,6 +104,8 @@ class AgentWork:
     async def _work(self, state: AgentState, bus: MailBus, task: Task) -> None:
         state.status, state.task_id, state.task_title = AgentStatus.BUSY, task.id, task.title
         state.task_started, state.activity = time.monotonic(), "claimed"
+        state.log = AttemptLog(self.project_dir, task.id, state.agent_id, self.run_id)
+        state.outcome = "ended: the claim was lost to another agent"
         self.emit("claimed", state.agent_id, task.id, task.title)
         await self._publish(
             bus, MessageType.TASK_CLAIMED, {"task_id": task.id, "title": task.title}
@@ -121,14 +129,17 @@ class AgentWork:
             raise
         except Exception as exc:  # a bug or a store failure: never strand the task
             logger.exception("%s: attempt at %s failed unexpectedly", state.agent_id, task.id)
+            state.outcome = f"failed: orchestrator error: {exc}"
             await self._quiet(self.tasks.fail_task(task.id, state.agent_id, f"orchestrator: {exc}"))
             self.emit("error", state.agent_id, task.id, str(exc))
         finally:
             keepalive.cancel()
             await asyncio.gather(keepalive, return_exceptions=True)
             await asyncio.shield(self._release_leases(bus, task, held))
+            if state.log is not None:
+                state.log.write(state.outcome)
             state.status, state.task_id, state.task_title = AgentStatus.IDLE, None, None
-            state.task_started, state.activity = None, ""
+            state.task_started, state.activity, state.log = None, "", None
 
     async def _keep_alive(
         self, state: AgentState, bus: MailBus, task: Task, held: list[str]
@@ -189,6 +200,7 @@ class AgentWork:
         if files and not await self._acquire_leases(state, bus, task, files, held):
             await self._release_leases(bus, task, held)
             await self.tasks.release_task(task.id, state.agent_id)
+            state.outcome = "handed back: its files are leased by another agent"
             self.emit("released", state.agent_id, task.id, "files leased by another agent")
             await asyncio.sleep(self.settings.poll_s)
             return
@@ -284,7 +296,12 @@ class AgentWork:
         self, state: AgentState, bus: MailBus, task: Task, result: ExecutionResult
     ) -> None:
         elapsed = time.monotonic() - (state.task_started or time.monotonic())
+        if not result.ok and result.fatal:
+            state.outcome = f"handed back: {result.fatal}"
+            await self._run_failure(state, bus, task, result.fatal)
+            return
         if result.ok:
+            state.outcome = f"completed in {elapsed:.1f}s: {result.summary}"
             payload = {**result.as_result(), "agent_id": state.agent_id}
             if "git" in result.details:
                 payload["git"] = result.details["git"]
@@ -308,6 +325,7 @@ class AgentWork:
             return
         error = (result.error or result.summary or "failed")[:8000]
         failure = result.failure_type or FailureType.ERROR
+        state.outcome = f"failed ({failure}) after {elapsed:.1f}s: {error}"
         updated = await self.tasks.fail_task(task.id, state.agent_id, error, failure)
         if updated.status is TaskStatus.FAILED:
             state.failed += 1
@@ -344,8 +362,24 @@ class AgentWork:
             },
         )
 
+    async def _run_failure(self, state: AgentState, bus: MailBus, task: Task, why: str) -> None:
+        """Not the task's fault: hand it back (no retry used) and stop the run."""
+        await self.tasks.release_task(task.id, state.agent_id)
+        self.summary.interrupted.append(task.id)
+        self.emit("interrupted", state.agent_id, task.id, "handed back (no retry used)")
+        await self._publish(bus, MessageType.TASK_INTERRUPTED, {"task_id": task.id})
+        if self.summary.fatal is None:
+            self.summary.fatal = why
+            self.emit("fatal", state.agent_id, task.id, why)
+        self.request_stop(why)
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop claiming (the Orchestrator implements it)."""
+        raise NotImplementedError
+
     async def _interrupt(self, state: AgentState, bus: MailBus, task: Task) -> None:
         """Hand an interrupted task back: ready again, no retry used."""
+        state.outcome = "interrupted: handed back (no retry used)"
         released = await self._quiet(self.tasks.release_task(task.id, state.agent_id))
         if released:
             self.summary.interrupted.append(task.id)
@@ -398,6 +432,9 @@ class AgentWork:
 
     def _progress(self, state: AgentState, task: Task, event: ProgressEvent) -> None:
         text = f"{event.kind}: {event.text}" if event.text else event.kind
+        hint = event.data.get("hint") if event.data else None
+        if state.log is not None:
+            state.log.add(f"{text} {hint}" if hint else text)
         state.activity = text[:200]
         self.emit("progress", state.agent_id, task.id, text[:300])
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperOption
 
 from jetpack.cli.__about__ import __version__
 from jetpack.cli._common import (
@@ -20,12 +21,22 @@ from jetpack.cli._common import (
     setup_logging,
     state,
 )
+from jetpack.cli._keys import check_key
 from jetpack.cli._settings import Settings, load_settings
-from jetpack.shared.config import CONFIG_FILE, dump_toml, load_config
+from jetpack.shared.config import CONFIG_FILE, JetpackConfig, dump_toml, load_config
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.registry import KNOWN_BACKENDS, discover_backends
 
-__all__ = ["app", "default_config"]
+__all__ = ["GITIGNORE", "app", "default_config", "ensure_gitignore"]
+
+
+def _display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value: show none (typer shows ``<bool>``)."""
+    return None if self.is_flag else _typer_display_type(self, ctx)
+
+
+_typer_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _display_type_rich  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="jetpack",
@@ -37,7 +48,38 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show or change .jetpack/config.toml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-GITIGNORE = "worktrees/\nprompts/\ndemo/\nevents.jsonl\n*.lock\n*.tmp\n"
+GITIGNORE = "worktrees/\nprompts/\ndemo/\nmcp/\nlogs/\nevents.jsonl\n*.lock\n*.tmp\n"
+"""``.jetpack/.gitignore``: the runtime files (``mcp/*.json`` hold absolute paths)."""
+_GITIGNORE_HEADER = "# jetpack: the local stores' files (SQLite databases, mail folder)"
+
+
+def ensure_gitignore(config: JetpackConfig) -> list[str]:
+    """Add the stores' files and ``.jetpack/``'s runtime files to the ignore lists.
+
+    Writes ``.jetpack/.gitignore`` and appends to the project's ``.gitignore``
+    the store paths inside the project that it does not list yet (a database
+    file with its ``-wal``/``-shm`` companions, the mail folder); returns them.
+    """
+    root = config.project_dir
+    (root / ".jetpack").mkdir(parents=True, exist_ok=True)
+    (root / ".jetpack" / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+    wanted = []
+    for path, suffix in (
+        (config.local.tasks_db, "*"),
+        (config.local.memory_db, "*"),
+        (config.local.mail_dir, "/"),
+    ):
+        if not path.is_absolute() and ".." not in path.parts:
+            wanted.append(f"/{path.as_posix()}{suffix}")
+    ignore = root / ".gitignore"
+    text = ignore.read_text(encoding="utf-8") if ignore.exists() else ""
+    have = {line.strip() for line in text.splitlines()}
+    missing = [line for line in wanted if line not in have]
+    if missing:
+        lead = "" if not text or text.endswith("\n") else "\n"
+        block = "\n".join([_GITIGNORE_HEADER, *missing]) + "\n"
+        ignore.write_text(text + lead + ("\n" if text else "") + block, encoding="utf-8")
+    return missing
 
 
 def _version(value: bool) -> None:
@@ -49,8 +91,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     project: Annotated[
-        Path, typer.Option("--project", "-C", help="Project directory.", show_default=False)
-    ] = Path("."),
+        Path | None,
+        typer.Option(
+            "--project",
+            "-C",
+            help="Project directory (default: the nearest holding .jetpack/, as git finds .git).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
@@ -85,8 +133,8 @@ async def init(
     agents: Annotated[int | None, typer.Option(help="Default number of agents.")] = None,
     executor: Annotated[str | None, typer.Option(help="claude, command or demo.")] = None,
 ) -> None:
-    """Create .jetpack/config.toml and the local stores in the project."""
-    root = project_dir()
+    """Create .jetpack/config.toml, the local stores and their .gitignore entries, here."""
+    root = project_dir(search=False)
     file = root / CONFIG_FILE
     if file.exists() and not force:
         console.print(f"{file} exists (use --force to overwrite); opening the stores")
@@ -100,9 +148,11 @@ async def init(
         _validate_text(root, text)
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(text, encoding="utf-8")
-        (file.parent / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
         console.print(f"wrote {file}")
     config = load_config(root)
+    added = ensure_gitignore(config)
+    if added:
+        console.print(f"added to {root / '.gitignore'}: {' '.join(added)}")
     async with open_adapters(config):
         pass
     for store in ("tasks", "mail", "memory"):
@@ -124,7 +174,7 @@ def _validate_text(root: Path, text: str) -> None:
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective config (file + JETPACK_* variables), secrets masked."""
-    config = project_config()
+    config = project_config(check_stores=True)
     data = config.model_dump(mode="json", exclude_none=True)
     data.pop("project_dir", None)
     settings = load_settings(config)
@@ -141,13 +191,17 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-@config_app.command("set")
+@config_app.command("set", context_settings={"ignore_unknown_options": True})
 def config_set(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. agents.count.")],
     value: Annotated[str, typer.Argument(help='A TOML value (3, true, ["a"]) or plain text.')],
 ) -> None:
-    """Set one key in .jetpack/config.toml; an invalid value is refused, nothing written."""
-    project_config()
+    """Set one key in .jetpack/config.toml; an unknown key or invalid value is refused."""
+    project_config(check_stores=True)
+    try:
+        check_key(key)
+    except ValidationError as exc:
+        raise fail(f"{exc.reason} (nothing written)") from exc
     file = project_dir() / CONFIG_FILE
     data = tomllib.loads(file.read_text(encoding="utf-8"))
     parts = key.split(".")

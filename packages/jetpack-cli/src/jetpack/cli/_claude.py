@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,16 +24,32 @@ from typing import Any
 from jetpack.cli._executors import (
     ExecutionRequest,
     ExecutionResult,
+    ExecutorUnavailableError,
     ProgressEvent,
     ProgressHandler,
     failure_from_process,
 )
 from jetpack.cli._process import run_process
-from jetpack.shared import FailureType
+from jetpack.shared import FailureType, Task
 
-__all__ = ["ClaudeCodeExecutor", "ClaudeOptions", "StreamJsonParser"]
+__all__ = ["RUN_ERRORS", "ClaudeCodeExecutor", "ClaudeOptions", "StreamJsonParser"]
 
 logger = logging.getLogger(__name__)
+
+LOGIN_FIX = "log in with `claude` (then /login), or set ANTHROPIC_API_KEY"
+RUN_ERRORS: dict[str, str] = {
+    "authentication_failed": f"claude is not logged in or its key was refused: {LOGIN_FIX}",
+    "oauth_org_not_allowed": f"claude's login is not allowed for this organisation: {LOGIN_FIX}",
+    "billing_error": "claude's account has a billing problem: check its plan or credits",
+    "model_not_found": "claude does not know the model: check `claude.model` in "
+    ".jetpack/config.toml",
+}
+"""``error`` values of claude's stream-json that no task can get past: the run stops."""
+
+_USAGE = re.compile(
+    r"^(error: (unknown option|option '|missing required|too many)|Error: When using)"
+)
+"""claude's own command-line errors (commander.js), printed on stderr before any JSON."""
 
 
 @dataclass(slots=True)
@@ -47,6 +64,8 @@ class StreamJsonParser:
     events: int = 0
     last_text: str = ""
     raw_types: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    """The ``error`` of an assistant or result line (``authentication_failed``...)."""
 
     def feed(self, line: str) -> list[ProgressEvent]:
         """Parse one line; return the progress events it carries (possibly none)."""
@@ -67,6 +86,8 @@ class StreamJsonParser:
         session = data.get("session_id", data.get("sessionId"))
         if isinstance(session, str) and session:
             self.session_id = session
+        if kind in ("assistant", "result") and isinstance(data.get("error"), str):
+            self.error = data["error"]
         if kind == "system":
             return self._system(data)
         if kind == "assistant":
@@ -210,6 +231,24 @@ class ClaudeCodeExecutor:
         """True when agents get the jetpack MCP tools (the prompt then explains them)."""
         return self.options.jetpack_mcp and self.project_dir is not None
 
+    async def preflight(self, tasks: Sequence[Task]) -> None:
+        """Check that ``claude --version`` runs, once, before anything is claimed."""
+        command = self.options.command
+        proc = await run_process([command, "--version"], timeout_s=60, kill_grace_s=1.0)
+        if proc.spawn_error:
+            raise ExecutorUnavailableError(
+                f"the claude executor cannot start {command!r} ({proc.spawn_error}); install "
+                "Claude Code (npm install -g @anthropic-ai/claude-code) or set `claude.command` "
+                "in .jetpack/config.toml"
+            )
+        if not proc.ok:
+            tail = " ".join((proc.stderr_tail or proc.stdout_tail)[-3:]).strip()
+            raise ExecutorUnavailableError(
+                f"`{command} --version` failed (exit {proc.exit_code}"
+                f"{', timed out' if proc.timed_out else ''}){': ' + tail if tail else ''}"
+            )
+        logger.info("claude: %s", " ".join(proc.stdout_tail[-1:]))
+
     def _write_mcp_config(self, agent_id: str) -> str | None:
         """Write ``.jetpack/mcp/<agent>.json`` for ``--mcp-config``; return its path."""
         if not self.mcp_tools or self.project_dir is None:
@@ -270,11 +309,15 @@ class ClaudeCodeExecutor:
         if proc.ok and parser.is_error is False:
             return ExecutionResult(ok=True, summary=text[:4000] or "done", **common)
         failure = FailureType.ERROR
+        fatal = _run_error(parser, proc.stderr_tail, proc.exit_code, text)
         if proc.spawn_error or proc.timed_out or proc.stalled or proc.cancelled:
             error, failure = failure_from_process(proc, "claude")
         elif parser.result is not None:
-            subtype = parser.result.get("subtype", "error")
-            error = f"claude reported {subtype}: {text[:1000] or 'no details'}"
+            subtype = str(parser.result.get("subtype") or "error")
+            what = "an error" if subtype == "success" else subtype  # is_error with "success"
+            if parser.error:
+                what += f" ({parser.error})"
+            error = f"claude reported {what}: {text[:1000] or 'no details'}"
             if proc.exit_code != 0:
                 error += f" (exit code {proc.exit_code})"
         elif proc.exit_code == 0:
@@ -283,4 +326,23 @@ class ClaudeCodeExecutor:
             error, failure = failure_from_process(proc, "claude")
         if parser.result is None and parser.garbage_lines:
             error += f" ({parser.garbage_lines} unparseable output lines)"
-        return ExecutionResult(ok=False, summary=error, error=error, failure_type=failure, **common)
+        return ExecutionResult(
+            ok=False, summary=error, error=error, failure_type=failure, fatal=fatal, **common
+        )
+
+
+def _run_error(
+    parser: StreamJsonParser, stderr: Sequence[str], exit_code: int | None, text: str
+) -> str | None:
+    """What makes every task fail the same way (login, billing, flags), with the fix; or None."""
+    if parser.error in RUN_ERRORS:
+        said = f" (claude said: {text[:200]})" if text else ""
+        return f"{RUN_ERRORS[parser.error]}{said}"
+    if parser.events == 0 and exit_code not in (0, None):
+        usage = next((line for line in stderr if _USAGE.match(line.strip())), None)
+        if usage is not None:
+            return (
+                f"claude refused its command line: {usage.strip()[:300]}; "
+                "check the [claude] table of .jetpack/config.toml"
+            )
+    return None

@@ -9,8 +9,19 @@ import typer
 from rich.table import Table
 
 from jetpack.cli._app import app
-from jetpack.cli._common import console, open_mail, open_memory, project_config, run_async
+from jetpack.cli._common import (
+    console,
+    id_column,
+    open_mail,
+    open_memory,
+    project_config,
+    resolve_agent_id,
+    run_async,
+)
 from jetpack.shared import MemoryType, MessageType, utcnow
+from jetpack.shared.errors import ValidationError
+
+JSON_HELP = "Machine-readable output."
 
 __all__ = ["mail_app", "memory_app"]
 
@@ -30,6 +41,7 @@ async def send(
 ) -> None:
     """Send a direct message (kept until acknowledged) or broadcast one."""
     async with open_mail(project_config(), agent_id=sender) as store:
+        to = await resolve_agent_id(store, to)
         if to == "*":
             msg = await store.publish(kind, {"text": text})
         else:
@@ -43,14 +55,26 @@ async def inbox(
     agent: Annotated[str, typer.Argument(help="Whose inbox.")] = "cli",
     include_acked: Annotated[bool, typer.Option("--all", help="Include acknowledged.")] = False,
     ack: Annotated[bool, typer.Option(help="Acknowledge what is shown.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Direct messages to an agent, oldest first."""
-    async with open_mail(project_config(), agent_id=agent) as store:
+    """Direct messages to an agent (id or unique prefix), oldest first."""
+    config = project_config()
+    async with open_mail(config, agent_id="cli") as lookup:
+        agent = await resolve_agent_id(lookup, agent)
+    async with open_mail(config, agent_id=agent) as store:
         messages = await store.fetch_inbox(include_acked=include_acked)
         if ack:
             for m in messages:
                 await store.acknowledge(m.id)
-    table = Table("id", "time", "from", "type", "payload", title=f"inbox of {agent}")
+    if as_json:
+        typer.echo(json.dumps([m.model_dump(mode="json") for m in messages]))
+        return
+    table = Table(title=f"inbox of {agent}")
+    id_column(table, "id", (m.id for m in messages))
+    table.add_column("time", no_wrap=True)
+    id_column(table, "from", (m.from_agent for m in messages))
+    table.add_column("type", no_wrap=True)
+    table.add_column("payload", ratio=1)
     for m in messages:
         table.add_row(
             m.id, f"{m.timestamp:%H:%M:%S}", m.from_agent, str(m.type), json.dumps(m.payload)[:120]
@@ -60,12 +84,20 @@ async def inbox(
 
 @mail_app.command("leases")
 @run_async
-async def leases() -> None:
+async def leases(
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
     """Live file leases of every agent."""
     async with open_mail(project_config()) as store:
         found = await store.list_leases()
+    if as_json:
+        typer.echo(json.dumps([lease.model_dump(mode="json") for lease in found]))
+        return
     now = utcnow()
-    table = Table("path", "agent", "mode", "expires in")
+    table = Table("path")
+    id_column(table, "agent", (lease.agent_id for lease in found))
+    table.add_column("mode")
+    table.add_column("expires in")
     for lease in found:
         left = (lease.expires_at - now).total_seconds()
         table.add_row(
@@ -91,10 +123,13 @@ async def add(
 @run_async
 async def search(
     query: str,
-    limit: Annotated[int, typer.Option()] = 10,
+    limit: Annotated[int, typer.Option(min=1)] = 10,
     mode: Annotated[str, typer.Option(help="hybrid, text or semantic.")] = "hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Search memories (BM25 + vectors fused by RRF by default)."""
+    """Search memories (BM25 + vectors, fused by score, by default)."""
+    if mode not in ("hybrid", "text", "semantic"):
+        raise ValidationError("--mode", f"{mode!r} is not one of hybrid, text, semantic")
     async with open_memory(project_config()) as store:
         if mode == "text":
             found = await store.search(query, limit)
@@ -102,7 +137,15 @@ async def search(
             found = await store.semantic_search_by_query(query, limit)
         else:
             found = await store.hybrid_search(query, limit)
-    table = Table("id", "type", "imp.", "score", "content")
+    if as_json:
+        typer.echo(json.dumps([m.model_dump(mode="json") for m in found]))
+        return
+    table = Table()
+    id_column(table, "id", (m.id for m in found))
+    table.add_column("type", no_wrap=True)
+    table.add_column("imp.", no_wrap=True)
+    table.add_column("score", no_wrap=True)
+    table.add_column("content", ratio=1)
     for m in found:
         table.add_row(
             m.id,

@@ -6,26 +6,37 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from jetpack.shared import MailBus, MemoryStore, TaskStore
 from jetpack.shared.config import CONFIG_FILE, JetpackConfig, load_config
-from jetpack.shared.errors import BackendNotInstalledError, JetpackError
+from jetpack.shared.errors import (
+    BackendNotInstalledError,
+    JetpackError,
+    NotFoundError,
+    ValidationError,
+)
 from jetpack.shared.registry import Adapters, create_adapters, create_store
 
 __all__ = [
     "console",
     "err_console",
+    "error_line",
     "fail",
+    "find_root",
+    "id_column",
     "open_adapters",
     "project_config",
     "project_dir",
+    "resolve_agent_id",
+    "resolve_task_id",
     "run_async",
     "state",
 ]
@@ -34,31 +45,93 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 logger = logging.getLogger("jetpack.cli")
 
 
 class _State:
     """Global options, set by the root callback."""
 
-    project: Path = Path(".")
+    project: Path | None = None
+    """``--project``; None: search upward from the current directory."""
     verbose: int = 0
 
 
 state = _State()
 
 
-def project_dir() -> Path:
-    """The project root given by ``--project`` (default: the current directory)."""
-    return state.project.resolve()
+def find_root(start: Path) -> Path | None:
+    """The nearest directory from ``start`` upward holding ``.jetpack/config.toml``, as git does."""
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
 
 
-def project_config(*, require_init: bool = True) -> JetpackConfig:
-    """Load the project's config; refuse an un-initialised project unless told not to."""
+def project_dir(*, search: bool = True) -> Path:
+    """The project root: ``--project``, else the nearest initialised folder upward, else here.
+
+    ``search=False`` (``jetpack init``) takes the current directory as it is.
+    """
+    if state.project is not None:
+        return state.project.resolve()
+    here = Path.cwd()
+    return (find_root(here) if search else None) or here
+
+
+def project_config(*, require_init: bool = True, check_stores: bool = False) -> JetpackConfig:
+    """Load the project's config; refuse an un-initialised project unless told not to.
+
+    Unknown keys of the tables jetpack knows are warned about (nearest key named);
+    ``check_stores`` adds the store tables (``start``, ``config``: it imports the stores).
+    """
+    from jetpack.cli._keys import unknown_keys
+
     root = project_dir()
     if require_init and not (root / CONFIG_FILE).exists():
-        fail(f"{root} is not a Jetpack project (no {CONFIG_FILE}); run `jetpack init` first")
-    return load_config(root)
+        fail(
+            f"{root} is not in a Jetpack project (no {CONFIG_FILE} here or above); "
+            "run `jetpack init` first"
+        )
+    config = load_config(root)
+    for text in unknown_keys(config, stores=check_stores):
+        err_console.print(f"[yellow]warning:[/] {escape(text)} in {CONFIG_FILE}; ignored")
+    return config
+
+
+async def resolve_task_id(store: TaskStore, given: str) -> str:
+    """A whole task id, or a prefix that names exactly one task (as git takes commit ids)."""
+    if await store.get_task(given) is not None:
+        return given
+    matches = sorted(t.id for t in await store.list_tasks() if t.id.startswith(given))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFoundError("task", given)
+    shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise ValidationError("task id", f"{given!r} is a prefix of {len(matches)} tasks: {shown}")
+
+
+async def resolve_agent_id(bus: MailBus, given: str) -> str:
+    """An agent id, or a prefix that names exactly one agent the bus has seen."""
+    known = [a.agent_id for a in await bus.list_agents(include_offline=True)]
+    if given in known or given == "*":
+        return given
+    matches = sorted(a for a in known if a.startswith(given))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise ValidationError(
+            "agent id", f"{given!r} is a prefix of {len(matches)} agents: {shown}"
+        )
+    return given  # an agent not seen yet may still get mail
+
+
+def id_column(table: Table, header: str, ids: Iterable[str], **options: Any) -> None:
+    """Add a column wide enough that no id in it is ever cut or wrapped."""
+    width = max((len(i) for i in ids), default=len(header))
+    table.add_column(header, no_wrap=True, min_width=max(width, len(header)), **options)
 
 
 def open_adapters(config: JetpackConfig, agent_id: str = "cli") -> Adapters:
@@ -84,9 +157,14 @@ def open_memory(config: JetpackConfig) -> MemoryStore:
     return store
 
 
+def error_line(message: str) -> None:
+    """Print ``error: message`` on stderr."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    error_line(message)
     raise typer.Exit(code)
 
 

@@ -19,6 +19,7 @@ from jetpack.cli._app import GITIGNORE, default_config
 from jetpack.cli._cmd_run import run_orchestrator
 from jetpack.cli._common import console, open_adapters
 from jetpack.cli._executors import DemoExecutor
+from jetpack.cli._guard import RunGuard
 from jetpack.cli._settings import load_settings
 from jetpack.cli._view import summary_table
 from jetpack.shared import TaskStatus
@@ -76,7 +77,9 @@ def _project(directory: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-async def run_demo(*, agents: int = 3, directory: Path | None = None, live: bool = False) -> int:
+async def run_demo(
+    *, guard: RunGuard, agents: int = 3, directory: Path | None = None, live: bool = False
+) -> int:
     """Run the demo; return the exit code (0 when every task completed once)."""
     with _project(directory) as root:
         data = default_config()
@@ -95,7 +98,13 @@ async def run_demo(*, agents: int = 3, directory: Path | None = None, live: bool
         async with open_adapters(config) as stores:
             await stores.tasks.create_tasks(DEMO_TASKS)
         summary, signalled = await run_orchestrator(
-            config, settings, DemoExecutor(), agents=agents, until_empty=True, live=live
+            config,
+            settings,
+            DemoExecutor(),
+            guard=guard,
+            agents=agents,
+            until_empty=True,
+            live=live,
         )
         async with open_adapters(config) as stores:
             tasks = await stores.tasks.list_tasks()

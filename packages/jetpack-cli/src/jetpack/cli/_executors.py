@@ -11,13 +11,14 @@ import asyncio
 import hashlib
 import os
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from jetpack.cli._process import ProcessResult, run_process
 from jetpack.shared import FailureType, Task
+from jetpack.shared.errors import JetpackError
 
 __all__ = [
     "CommandExecutor",
@@ -25,11 +26,21 @@ __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
+    "ExecutorUnavailableError",
     "InstantExecutor",
     "ProgressEvent",
     "ProgressHandler",
     "failure_from_process",
+    "preflight",
 ]
+
+
+class ExecutorUnavailableError(JetpackError):
+    """The executor cannot run any task (not installed, not logged in, no command).
+
+    Raised by an executor's ``preflight`` before anything is claimed; the
+    message says what is wrong and how to fix it.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,10 @@ class ExecutionResult:
     cost_usd: float | None = None
     session_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    fatal: str | None = None
+    """Set when the failure is the run's, not the task's (not logged in, a bad flag):
+    the task is handed back without using a retry, the run stops, and this text
+    (what is wrong and how to fix it) is shown."""
 
     def as_result(self) -> dict[str, Any]:
         """The JSON object stored in the task's ``metadata["result"]``."""
@@ -100,6 +115,17 @@ class Executor(Protocol):
         ...
 
 
+async def preflight(executor: Executor, tasks: Sequence[Task]) -> None:
+    """Check once, before claiming, that ``executor`` can run ``tasks`` (the open ones).
+
+    Calls the executor's optional ``preflight(tasks)`` method; raises
+    :class:`ExecutorUnavailableError` saying how to fix what is missing.
+    """
+    check = getattr(executor, "preflight", None)
+    if check is not None:
+        await check(tasks)
+
+
 def failure_from_process(proc: ProcessResult, what: str) -> tuple[str, FailureType]:
     """The error message and failure type of a process that did not succeed."""
     tail = "\n".join((proc.stderr_tail or proc.stdout_tail)[-20:]).strip()
@@ -115,6 +141,20 @@ def failure_from_process(proc: ProcessResult, what: str) -> tuple[str, FailureTy
     return (f"{message}: {tail}" if tail else message), FailureType.ERROR
 
 
+def _program(command: str) -> str | None:
+    """The program a shell command starts with, when that is plain to see (else None)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words:
+        return None
+    first = words[0]
+    if "=" in first or "/" in first or any(c in first for c in "$`;&|<>(){}*?[]~!"):
+        return None
+    return first
+
+
 class CommandExecutor:
     """Runs a shell command: the task's ``metadata["command"]``, else a configured default.
 
@@ -128,6 +168,26 @@ class CommandExecutor:
     def __init__(self, default_command: str | None = None, *, kill_grace_s: float = 5.0) -> None:
         self.default_command = default_command
         self.kill_grace_s = kill_grace_s
+
+    async def preflight(self, tasks: Sequence[Task]) -> None:
+        """Refuse a run in which some open task has no command, or a command is not installed."""
+        missing = [t.id for t in tasks if self.command_for(t) is None]
+        if missing:
+            raise ExecutorUnavailableError(
+                f"the command executor has no command for {len(missing)} task(s) "
+                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+                "give one with `jetpack start --command CMD` (or `orchestrator.command` in "
+                ".jetpack/config.toml), or per task with `jetpack task add --command CMD`"
+            )
+        programs = {p for t in tasks if (p := _program(self.command_for(t) or "")) is not None}
+        for program in sorted(programs):
+            found = await run_process(
+                ["/bin/sh", "-c", 'command -v -- "$1" >/dev/null', "sh", program], timeout_s=30
+            )
+            if not found.ok:
+                raise ExecutorUnavailableError(
+                    f"the command executor cannot run {program!r}: not found on PATH"
+                )
 
     def command_for(self, task: Task) -> str | None:
         """The shell command this task runs, or None."""
@@ -164,6 +224,10 @@ class CommandExecutor:
             if on_progress is not None:
                 on_progress(ProgressEvent("output", text[:500]))
 
+        def err_line(text: str) -> None:
+            if on_progress is not None:
+                on_progress(ProgressEvent("stderr", text[:500]))
+
         try:
             proc = await run_process(
                 ["/bin/sh", "-c", command],
@@ -172,6 +236,7 @@ class CommandExecutor:
                 timeout_s=request.timeout_s,
                 idle_timeout_s=request.idle_timeout_s,
                 on_stdout=line,
+                on_stderr=err_line,
                 kill_grace_s=self.kill_grace_s,
             )
         finally:

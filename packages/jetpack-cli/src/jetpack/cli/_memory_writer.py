@@ -5,7 +5,8 @@ never decides the task's fate. Agents queue entries here; one background task
 writes them with ``store_many`` (one transaction, one embedding batch), at most
 ``batch`` at a time or every ``delay_s``. If a batch is refused (all or none),
 its entries are retried one by one so that one bad entry loses only itself.
-``close`` writes what is left.
+``close`` writes what is left, within a time limit: a run's shutdown never
+waits unboundedly on an embedder.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class MemoryWriter:
         self.written = 0
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     def add(self, entry: dict[str, Any]) -> None:
@@ -43,35 +45,47 @@ class MemoryWriter:
             self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.delay_s)
             self._wake.clear()
             await self.flush()
+        await self.flush()
 
     async def flush(self) -> None:
         """Write everything queued so far."""
         while self._pending:
-            entries, self._pending = self._pending[: self.batch], self._pending[self.batch :]
+            entries = self._pending[: self.batch]
             try:
                 await self.store.store_many(entries)
-                self.written += len(entries)
             except Exception as exc:
                 logger.warning(
                     "memory batch of %d refused (%s); storing one by one", len(entries), exc
                 )
+                del self._pending[: len(entries)]
                 for entry in entries:
                     try:
                         await self.store.store(entry)
                         self.written += 1
                     except Exception as one:
                         logger.warning("memory entry dropped: %s", one)
+            else:
+                self.written += len(entries)
+                del self._pending[: len(entries)]
 
-    async def close(self) -> None:
-        """Stop the background task and write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is left and stop; after ``timeout_s`` give up (the rest is logged, lost)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self.flush())
+        task, self._task = self._task, None
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            logger.warning(
+                "memory store did not answer within %.0fs; %d memories not written",
+                timeout_s,
+                len(self._pending),
+            )

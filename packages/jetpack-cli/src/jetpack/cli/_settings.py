@@ -20,7 +20,9 @@ __all__ = ["AgentSettings", "ClaudeSettings", "OrchestratorSettings", "Settings"
 
 
 class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are ignored here and warned about (with the nearest known key) by
+    # `_keys.unknown_keys`: a config file may be shared with a newer jetpack.
+    model_config = ConfigDict(extra="ignore")
 
 
 class OrchestratorSettings(_Table):

@@ -12,6 +12,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from jetpack.cli._common import id_column
 from jetpack.cli._events import OrchestratorEvent
 from jetpack.cli._orchestrator import Orchestrator
 from jetpack.shared import AgentPresence, Lease, Task, TaskStats, TaskStatus, utcnow
@@ -33,6 +34,7 @@ _KIND_STYLE = {
     "claimed": "cyan",
     "claim_lost": "red",
     "error": "red",
+    "fatal": "bold red",
 }
 
 
@@ -87,14 +89,22 @@ def counts_line(stats: TaskStats | None) -> Text:
 
 def agents_table(orchestrator: Orchestrator) -> Table:
     """The agents of this run: status, task, activity, time on task, done/failed."""
-    table = Table("agent", "status", "task", "activity", "time", "done", "failed", expand=True)
+    table = Table(expand=True)
+    id_column(table, "agent", (a.agent_id for a in orchestrator.agents))
+    table.add_column("status", no_wrap=True)
+    id_column(table, "task", (a.task_id or "" for a in orchestrator.agents))
+    for name in ("title", "activity"):
+        table.add_column(name, ratio=1, no_wrap=True)
+    for name in ("time", "done", "failed"):
+        table.add_column(name, no_wrap=True)
     now = time.monotonic()
     for a in orchestrator.agents:
         elapsed = f"{now - a.task_started:.0f}s" if a.task_started else ""
         table.add_row(
             a.agent_id,
             str(a.status),
-            f"{a.task_id or ''} {a.task_title or ''}".strip(),
+            a.task_id or "",
+            a.task_title or "",
             a.activity[:60],
             elapsed,
             str(a.completed),
@@ -122,18 +132,25 @@ def live_view(orchestrator: Orchestrator, stats: TaskStats | None) -> Renderable
 
 def presence_table(agents: Sequence[AgentPresence]) -> Table:
     """Agents known to the mail bus (any process), from their heartbeats."""
-    table = Table("agent", "status", "seen", "run", "pid", "task", "done", "failed", title="agents")
+    table = Table(title="agents")
+    id_column(table, "agent", (p.agent_id for p in agents))
+    for name in ("status", "seen", "run", "pid"):
+        table.add_column(name, no_wrap=True)
+    id_column(table, "task", (str(p.info.get("task_id") or "") for p in agents))
+    table.add_column("title", ratio=1)
+    for name in ("done", "failed"):
+        table.add_column(name, no_wrap=True)
     now = utcnow()
     for p in agents:
         info = p.info
-        task = f"{info.get('task_id') or ''} {info.get('task_title') or ''}".strip()
         table.add_row(
             p.agent_id,
             str(p.status) if p.online else "offline",
             f"{(now - p.last_seen).total_seconds():.0f}s ago",
             str(info.get("run_id", "")),
             str(info.get("pid", "")),
-            task,
+            str(info.get("task_id") or ""),
+            str(info.get("task_title") or ""),
             str(info.get("completed", "")),
             str(info.get("failed", "")),
         )
@@ -142,15 +159,36 @@ def presence_table(agents: Sequence[AgentPresence]) -> Table:
 
 def leases_table(leases: Sequence[Lease]) -> Table:
     """Live leases."""
-    table = Table("path", "agent", "expires", title="leases")
+    table = Table("path", title="leases")
+    id_column(table, "agent", (lease.agent_id for lease in leases))
+    table.add_column("expires", no_wrap=True)
     for lease in leases:
         table.add_row(lease.path, lease.agent_id, f"{lease.expires_at:%H:%M:%S}")
     return table
 
 
+def _done_by(task: Task) -> str:
+    result = task.metadata.get("result")
+    agent = result.get("agent_id") if isinstance(result, dict) else None
+    return str(agent or task.assigned_agent or "")
+
+
 def summary_table(tasks: Sequence[Task]) -> Table:
     """One row per task: status, who did it, attempts, seconds of its last attempt."""
-    table = Table("task", "title", "status", "agent", "tries", "secs", title="summary")
+    table = Table(title="summary")
+    id_column(table, "task", (t.id for t in tasks))
+    table.add_column("title", ratio=1)
+    table.add_column("status", no_wrap=True)
+    id_column(
+        table,
+        "agent",
+        (
+            str((t.metadata.get("result") or {}).get("agent_id") or t.assigned_agent or "")
+            for t in tasks
+        ),
+    )
+    table.add_column("tries", no_wrap=True)
+    table.add_column("secs", no_wrap=True)
     for t in tasks:
         result = t.metadata.get("result")
         result = result if isinstance(result, dict) else {}
@@ -161,7 +199,7 @@ def summary_table(tasks: Sequence[Task]) -> Table:
             t.id,
             t.title,
             f"[{style}]{t.status}[/]",
-            str(result.get("agent_id") or t.assigned_agent or ""),
+            _done_by(t),
             str(attempts),
             f"{secs:.1f}" if isinstance(secs, int | float) else "",
         )

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from jetpack.shared import MAX_METADATA_BYTES, MessageType, rules
 from jetpack.shared.errors import ValidationError
-from jetpack.shared.rules import check_agent_id
+from jetpack.shared.rules import MAX_TTL_MS, check_agent_id, check_json_object, check_text
 
 __all__ = [
     "MAX_LEASE_TTL_MS",
     "check_agent_id",
     "check_info",
     "check_limit",
+    "check_message_id",
     "check_ttl",
     "message_type",
     "subscription_key",
 ]
 
-MAX_LEASE_TTL_MS = 365 * 24 * 60 * 60 * 1000
-"""Longest lease TTL accepted (a year); renew instead of asking for more."""
+MAX_LEASE_TTL_MS = MAX_TTL_MS
+"""Longest lease TTL accepted (a year, ``rules.MAX_TTL_MS``); renew instead of asking for more."""
 
 
 def message_type(value: MessageType | str, field: str = "type") -> MessageType:
@@ -53,13 +53,11 @@ def check_info(info: Mapping[str, Any] | None) -> dict[str, Any]:
     """Heartbeat extras: a JSON object of at most MAX_METADATA_BYTES."""
     if info is None:
         return {}
-    if not isinstance(info, Mapping):
-        raise ValidationError("info", "must be a JSON object")
-    data = dict(info)
-    try:
-        size = len(json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("info", f"must be JSON-serialisable ({exc})") from exc
-    if size > MAX_METADATA_BYTES:
-        raise ValidationError("info", f"is larger than {MAX_METADATA_BYTES} bytes as JSON")
-    return data
+    return check_json_object(info, "info", MAX_METADATA_BYTES)
+
+
+def check_message_id(message_id: object) -> str:
+    """A non-empty string that can be stored (no lone surrogates)."""
+    if not isinstance(message_id, str) or not message_id.strip():
+        raise ValidationError("message_id", "must be a non-empty string")
+    return check_text(message_id, "message_id")

@@ -23,6 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from jetpack.mcp_mail._schema import configure, migrate
 from jetpack.shared.errors import UnavailableError
 from jetpack.shared.sqlite_errors import translate_sqlite_errors
+from jetpack.shared.sqlite_setup import lock_path_for, prepare_sqlite_file
 
 try:  # POSIX only; elsewhere SQLite's own busy handler does the queueing.
     import fcntl
@@ -42,7 +43,7 @@ class Database:
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_path = lock_path_for(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
@@ -59,6 +60,10 @@ class Database:
             raise
 
     def _open_sync(self, _conn: sqlite3.Connection | None) -> None:
+        # File, WAL and schema: one opener at a time, under the same lock file.
+        prepare_sqlite_file(
+            self.path, migrate, busy_timeout_ms=self._busy_timeout_ms, lock_path=self.lock_path
+        )
         conn = sqlite3.connect(
             self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000
         )
@@ -66,8 +71,6 @@ class Database:
             configure(conn, busy_timeout_ms=self._busy_timeout_ms)
             if fcntl is not None:
                 self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            with self._flock():
-                migrate(conn)
         except BaseException:
             conn.close()
             raise

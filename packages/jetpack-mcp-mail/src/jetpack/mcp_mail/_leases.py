@@ -22,6 +22,8 @@ class LeaseOps:
 
     _db: Database
     _agent_id: str
+    _granted: dict[str, int]
+    """Path -> fencing token of each lease granted through this bus (for shutdown)."""
 
     def _require_open(self) -> None:
         raise NotImplementedError
@@ -49,6 +51,7 @@ class LeaseOps:
             raise LeaseHeldError(
                 norm, conflict.agent_id, conflict.expires_at, pattern=conflict.path
             )
+        self._granted[lease.path] = lease.fencing_token
         return lease
 
     async def acquire_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> bool:
@@ -85,6 +88,7 @@ class LeaseOps:
             with self._db.transaction(conn):
                 return sql.release_lease(conn, self._agent_id, norm, to_ms(utcnow()))
 
+        self._granted.pop(norm, None)
         return await self._db.call(work)
 
     async def is_leased(self, path: str) -> LeaseStatus:

@@ -87,9 +87,13 @@ CREATE TABLE IF NOT EXISTS listeners (
 
 
 def configure(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
-    """Per-connection settings: WAL, NORMAL sync (durable at checkpoints), busy timeout."""
+    """Per-connection settings: busy timeout, NORMAL sync (durable at checkpoints).
+
+    The file was switched to WAL once, at set-up (``jetpack.shared.sqlite_setup``);
+    WAL is a property of the file, so this only checks it.
+    """
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     if str(mode).lower() != "wal":  # pragma: no cover - only on filesystems without WAL
         raise sqlite3.OperationalError(f"could not switch to WAL (journal_mode={mode})")
     conn.execute("PRAGMA synchronous = NORMAL")

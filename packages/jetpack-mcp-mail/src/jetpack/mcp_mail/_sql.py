@@ -24,7 +24,7 @@ __all__ = [
     "live_leases",
     "max_seq",
     "record_dead_letter",
-    "release_agent_leases",
+    "release_granted_leases",
     "release_lease",
     "remove_listeners",
     "renew_lease",
@@ -284,9 +284,17 @@ def release_lease(conn: sqlite3.Connection, agent_id: str, path: str, now_ms: in
     return cur.rowcount > 0
 
 
-def release_agent_leases(conn: sqlite3.Connection, agent_id: str) -> int:
-    """Drop every lease of ``agent_id``."""
-    return conn.execute("DELETE FROM leases WHERE agent_id = ?", (agent_id,)).rowcount
+def release_granted_leases(conn: sqlite3.Connection, agent_id: str, granted: dict[str, int]) -> int:
+    """Drop the leases of ``agent_id`` that still carry the fencing token of a grant we made.
+
+    A path re-granted since through another bus of the same agent has a newer
+    token and stays.
+    """
+    cur = conn.executemany(
+        "DELETE FROM leases WHERE path = ? AND agent_id = ? AND fencing_token = ?",
+        [(path, agent_id, token) for path, token in granted.items()],
+    )
+    return cur.rowcount
 
 
 # -- presence -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from jetpack.mcp_mail._checks import (
     check_agent_id,
     check_info,
     check_limit,
+    check_message_id,
     message_type,
     subscription_key,
 )
@@ -39,7 +40,7 @@ from jetpack.shared import (
 )
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.errors import UnavailableError, ValidationError
-from jetpack.shared.rules import new_message_id
+from jetpack.shared.rules import new_message_id, outgoing
 
 __all__ = ["DB_FILENAME", "MCPMailAdapter"]
 
@@ -82,6 +83,7 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         self._pos = 0
         self._saved_pos = 0
         self._open = False
+        self._granted: dict[str, int] = {}  # path -> fencing token granted through this bus
 
     @classmethod
     def from_config(cls, config: JetpackConfig, *, agent_id: str, **options: Any) -> Self:
@@ -148,7 +150,13 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
             return sql.max_seq(conn) if cursor is None else cursor
 
     async def shutdown(self) -> None:
-        """Stop delivery, save the cursor, release this agent's leases, close (idempotent)."""
+        """Stop delivery, save the cursor, release this bus's leases, close (idempotent).
+
+        Only the leases granted through this bus (and not re-granted since
+        through another bus of the same agent) are released: the agent's leases
+        held through other buses (its orchestrator loop, another MCP server)
+        stay until released or expired.
+        """
         if not self._open:
             return
         self._open = False
@@ -162,6 +170,7 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
             await self._db.call(self._stop_sync)
         except Exception:
             logger.exception("mail bus %s: could not save its state on shutdown", self._agent_id)
+        self._granted.clear()
         await self._teardown()
 
     # ``async with bus`` (AsyncStoreMixin) opens and closes through these.
@@ -171,7 +180,7 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
     def _stop_sync(self, conn: sqlite3.Connection) -> None:
         with self._db.transaction(conn):
             sql.save_progress(conn, self._agent_id, self._pos, [], to_ms(utcnow()))
-            sql.release_agent_leases(conn, self._agent_id)
+            sql.release_granted_leases(conn, self._agent_id, self._granted)
             if self.wake_address is not None:
                 sql.remove_listeners(conn, [self.wake_address])
 
@@ -288,13 +297,16 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
 
     async def _send(
         self,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None,
         to_agent: str | None,
         correlation_id: str | None,
-        ack_required: bool,
+        ack_required: bool | None,
     ) -> Message:
-        kind = message_type(type)
+        """Send to ``to_agent`` (None: broadcast) the parts given, or a whole Message."""
+        out = outgoing(self._agent_id, type, payload, correlation_id, ack_required, to_agent)
+        kind = message_type(out.type)
+        payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload", "must be a JSON object")
         if not isinstance(ack_required, bool):
@@ -335,13 +347,17 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
 
     async def publish(
         self,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None = None,
         *,
         correlation_id: str | None = None,
-        ack_required: bool = False,
+        ack_required: bool | None = None,
     ) -> Message:
-        """Broadcast to every live subscriber of ``type`` (and ``"*"``), in every process."""
+        """Broadcast to every live subscriber of ``type`` (and ``"*"``), in every process.
+
+        ``type`` may be a whole Message from this agent (the seed's
+        ``publish(message)``); the bus assigns its id, timestamp and seq.
+        """
         return await self._send(type, payload, None, correlation_id, ack_required)
 
     def subscribe(self, type: MessageType | Literal["*"] | str, handler: MessageHandler) -> None:
@@ -357,20 +373,23 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
     async def send_to(
         self,
         agent_id: str,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None = None,
         *,
         correlation_id: str | None = None,
-        ack_required: bool = True,
+        ack_required: bool | None = None,
     ) -> Message:
-        """Send a direct message, kept until ``agent_id`` acknowledges it (even if offline)."""
+        """Send a direct message, kept until ``agent_id`` acknowledges it (even if offline).
+
+        ``type`` may be a whole Message from this agent (its ``to_agent`` None or
+        ``agent_id``); ``ack_required`` defaults to True.
+        """
         check_agent_id(agent_id)
         return await self._send(type, payload, agent_id, correlation_id, ack_required)
 
     async def acknowledge(self, message_id: str) -> bool:
         """Mark a direct message to this agent as handled. False if unknown or not ours."""
-        if not isinstance(message_id, str) or not message_id.strip():
-            raise ValidationError("message_id", "must be a non-empty string")
+        check_message_id(message_id)
         self._require_open()
 
         def work(conn: sqlite3.Connection) -> bool:

@@ -8,6 +8,7 @@ the conformance kit that checks them lives in ``jetpack.shared.testing``
 from jetpack.shared.__about__ import __version__
 from jetpack.shared._base import (
     ID_PATTERN,
+    MAX_JSON_DEPTH,
     MAX_LIST_ITEMS,
     MAX_METADATA_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -61,6 +62,7 @@ __all__ = [
     "HELD_STATUSES",
     "ID_PATTERN",
     "MAX_EMBEDDING_DIMENSIONS",
+    "MAX_JSON_DEPTH",
     "MAX_LIST_ITEMS",
     "MAX_METADATA_BYTES",
     "MAX_PAYLOAD_BYTES",

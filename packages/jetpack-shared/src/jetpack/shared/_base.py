@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -14,6 +15,7 @@ from jetpack.shared.errors import ValidationError
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_JSON_DEPTH",
     "MAX_LIST_ITEMS",
     "MAX_METADATA_BYTES",
     "MAX_PAYLOAD_BYTES",
@@ -23,7 +25,9 @@ __all__ = [
     "JetpackModel",
     "JsonObject",
     "UtcDatetime",
+    "json_problem",
     "parse",
+    "text_problem",
 ]
 
 MAX_TITLE_CHARS = 500
@@ -34,6 +38,8 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 """Largest message payload, as compact JSON, accepted by every mail bus."""
 MAX_METADATA_BYTES = 64 * 1024
 """Largest metadata object, as compact JSON, accepted on tasks and memories."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of objects and lists accepted in metadata, payloads and results."""
 MAX_LIST_ITEMS = 1_000
 """Most items in one list field (dependencies, tags, skills...)."""
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -53,14 +59,63 @@ Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 """An id: task, memory, message or agent."""
 
 
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as UTF-8 text (a lone surrogate), or None."""
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode text (lone surrogate at position {exc.start})"
+    return None
+
+
+def json_problem(value: object, limit: int | None = None) -> str | None:
+    """Why ``value`` is not a storable JSON value, or None.
+
+    Refused: nesting deeper than :data:`MAX_JSON_DEPTH`, keys that are not
+    strings, text with lone surrogates, NaN and infinities, values JSON has no
+    type for, and more than ``limit`` bytes as compact JSON. The walk is
+    iterative, so any depth gets an answer instead of a RecursionError.
+    """
+    stack: list[tuple[object, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, where = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                return f"{where or 'value'} {problem}"
+        elif isinstance(item, Mapping | list | tuple):
+            if depth >= MAX_JSON_DEPTH:
+                return f"nests objects and lists deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(item, Mapping):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        return f"key {key!r} at {where or 'top level'} is not a string"
+                    problem = text_problem(key)
+                    if problem:
+                        return f"a key at {where or 'top level'} {problem}"
+                    stack.append((child, depth + 1, f"{where}.{key}" if where else key))
+            else:
+                for i, child in enumerate(item):
+                    stack.append((child, depth + 1, f"{where}[{i}]"))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{where or 'value'} is not a finite number"
+        elif item is not None and not isinstance(item, bool | int):
+            return f"{where or 'value'} is a {type(item).__name__}, which JSON cannot hold"
+    if limit is not None:
+        encoded = json.dumps(value, separators=(",", ":"))
+        if len(encoded) > limit:
+            return f"is larger than {limit} bytes as JSON"
+    return None
+
+
 def _json_size_limited(limit: int) -> AfterValidator:
     def check(value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"must be JSON-serialisable ({exc})") from exc
-        if len(encoded.encode()) > limit:
-            raise ValueError(f"is larger than {limit} bytes as JSON")
+        problem = json_problem(value, limit)
+        if problem:
+            raise ValueError(problem)
         return value
 
     return AfterValidator(check)

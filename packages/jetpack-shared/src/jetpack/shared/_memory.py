@@ -11,6 +11,7 @@ from pydantic import Field, StringConstraints, field_validator
 from jetpack.shared._base import MAX_TEXT_CHARS, Identifier, JetpackModel, JsonObject, UtcDatetime
 
 __all__ = [
+    "FLOAT32_MAX",
     "MAX_EMBEDDING_DIMENSIONS",
     "MemoryEntry",
     "MemoryInput",
@@ -21,6 +22,12 @@ __all__ = [
 
 MAX_EMBEDDING_DIMENSIONS = 4096
 """Largest vector accepted."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest finite float32. Vectors are stored and compared as float32, where cosine
+similarity squares them: a vector's length may be at most ``sqrt(FLOAT32_MAX)``."""
+_MAX_NORM = math.sqrt(FLOAT32_MAX)
+_FLOAT32_TINY = 1.401298464324817e-45
+"""Smallest positive float32 (a subnormal): smaller magnitudes round to 0."""
 
 T = TypeVar("T")
 
@@ -44,16 +51,43 @@ Importance = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 def check_embedding(values: list[float]) -> list[float]:
-    """Refuse empty, oversized, non-finite and zero vectors."""
+    """Refuse empty, oversized, non-finite and zero vectors, and vectors float32 cannot hold.
+
+    Vectors are stored and compared as float32: a length (L2 norm) above
+    ``sqrt(FLOAT32_MAX)`` (about 1.8e19) overflows when squared, and a vector
+    whose every value is below float32's smallest step becomes a zero vector.
+    """
     if not values:
         raise ValueError("must not be empty")
     if len(values) > MAX_EMBEDDING_DIMENSIONS:
         raise ValueError(f"has more than {MAX_EMBEDDING_DIMENSIONS} dimensions")
     if not all(map(math.isfinite, values)):
         raise ValueError("must hold finite numbers only")
-    if not any(values):
-        raise ValueError("is a zero vector; cosine similarity is undefined for it")
+    problem = float32_problem(math.hypot(*values), any(values), _any_float32(values))
+    if problem:
+        raise ValueError(problem)
     return values
+
+
+def _any_float32(values: list[float]) -> bool:
+    return any(abs(v) >= _FLOAT32_TINY for v in values)
+
+
+def float32_problem(norm: float, nonzero: bool, nonzero_as_float32: bool) -> str | None:
+    """Why a finite vector cannot be stored as float32 (from its norm and zero tests), or None."""
+    if not nonzero:
+        return "is a zero vector; cosine similarity is undefined for it"
+    if norm > _MAX_NORM:
+        return (
+            f"does not fit float32: its length {norm:.3g} exceeds {_MAX_NORM:.3g}, so its"
+            " square (used by cosine similarity) would be infinite; scale it down"
+        )
+    if not nonzero_as_float32:
+        return (
+            "does not fit float32: every value is below its smallest step"
+            f" ({_FLOAT32_TINY:.3g}) and would round to a zero vector; scale it up"
+        )
+    return None
 
 
 class MemoryInput(JetpackModel):

@@ -10,14 +10,30 @@ checks each one, for local and edge backends alike):
 
 - A task is ready when its status is pending or ready, every dependency is
   completed, it has no blockers and its back-off (``not_before``) has passed.
-  A failed dependency marks its dependants (transitively) ``blocked``. Cycles
-  and unknown dependency ids are refused at write time.
+  The stored status agrees: a waiting task is stored ``ready`` when only its
+  back-off (if any) keeps it, else ``pending``; it is promoted when its last
+  dependency completes. Cycles and unknown dependency ids are refused at write
+  time.
+- A dependant of a failed or blocked task is ``blocked``, with a blocker naming
+  that task (``"dependency <id> failed"`` / ``"... blocked"``), whenever the
+  edge appears: a failure, ``create_task``, an ``update_task`` of status or
+  dependencies, ``import_tasks`` (a task held by an agent is left to its holder
+  and placed when it returns to the queue). When the task is reopened (status
+  back to pending), what it blocked goes back to the queue. Status changes through
+  ``update_task``/``import_tasks`` keep the claim invariants: ``claimed`` and
+  ``in_progress`` come only from claims (with holder and expiry), leaving them
+  ends the claim, ``failed`` blocks dependants as ``fail_task`` does.
 - A claim succeeds for exactly one caller, across coroutines, threads,
-  processes and machines. Claims lapse at ``claim_expires_at`` unless renewed;
-  a lapsed claim goes back to the queue counted as a retry (``stalled``).
-  Release is for the holder only and never reopens a completed or failed task.
+  processes and machines. A claim past ``claim_expires_at`` is lost: the task
+  goes back to the queue counted as a retry (failure ``stalled``), and its
+  former holder's ``renew_claim``, ``start_task``, ``complete_task`` and
+  ``fail_task`` raise ConflictError (``release_task`` returns False) exactly as
+  if a sweep had already run, whether or not one did; that sweep is durable.
+  Agents keep claims alive with ``renew_claim``. Release is for the holder only
+  and never reopens a completed or failed task.
 - Two exclusive leases on overlapping paths never coexist; a lease expires at
-  its TTL; only its holder (or expiry) releases it.
+  its TTL; only its holder (or expiry) releases it. Overlap is decided for the
+  longest paths (1,024 characters) and any wildcards without recursion.
 - Published messages reach every live subscriber of their type (and ``"*"``);
   direct messages reach their agent even if it was offline (kept until acked
   or retention ends); a handler that raises neither loses the message nor
@@ -25,7 +41,9 @@ checks each one, for local and edge backends alike):
 - Ids are collision-free without coordination; creating an existing id is a
   ConflictError, never an overwrite.
 - Bad input raises ``jetpack.shared.errors.ValidationError`` naming the field,
-  and nothing is written.
+  and nothing is written: this includes JSON nested deeper than
+  ``MAX_JSON_DEPTH`` (32) levels, text with lone surrogates (anywhere: keys,
+  values, paths, contents), and TTLs over one year (``rules.MAX_TTL_MS``).
 """
 
 from __future__ import annotations
@@ -90,7 +108,10 @@ class TaskStore(AsyncStore, Protocol):
     async def create_task(self, task: TaskInput | Mapping[str, Any]) -> Task:
         """Create one task.
 
-        Existing id → ConflictError; unknown dependency → ValidationError; a cycle → ConflictError.
+        Stored ``ready`` when nothing keeps it waiting, ``pending`` while a
+        dependency is unfinished or it has blockers, ``blocked`` (naming the
+        task) when a dependency is failed or blocked. Existing id →
+        ConflictError; unknown dependency → ValidationError; a cycle → ConflictError.
         """
         ...
 
@@ -109,7 +130,12 @@ class TaskStore(AsyncStore, Protocol):
         For imports, migrations and sync, not for agents. Dependencies may point
         anywhere in the batch or at stored tasks; an unknown id is a
         ValidationError, a cycle a ConflictError. An existing id is a
-        ConflictError unless ``replace``, which overwrites it. Returns the count.
+        ConflictError unless ``replace``, which overwrites it. A ``claimed`` or
+        ``in_progress`` task needs ``assigned_agent`` and ``claim_expires_at``
+        (else ValidationError naming ``status``). Waiting tasks (imported or
+        stored dependants of imported ones) are then placed by the dependency
+        rules: pending/ready by readiness, blocked below a failed or blocked
+        task. Returns the count.
         """
         ...
 
@@ -118,7 +144,17 @@ class TaskStore(AsyncStore, Protocol):
         ...
 
     async def update_task(self, task_id: str, update: TaskUpdate | Mapping[str, Any]) -> Task:
-        """Apply the fields set in ``update``; bumps ``version`` and ``updated_at``."""
+        """Apply the fields set in ``update``; bumps ``version`` and ``updated_at``.
+
+        A status change keeps the claim invariants: ``claimed``/``in_progress``
+        are refused (ValidationError naming ``status``: claim instead); leaving a
+        held status ends the claim; ``completed`` sets ``completed_at`` and
+        promotes dependants; ``failed`` or ``blocked`` blocks every dependant;
+        reopening a failed, blocked or completed task puts its dependants back
+        where readiness says. A waiting task (pending/ready) is placed by the
+        dependency rules after the change, so asking for ``pending`` may store
+        ``ready`` or ``blocked``.
+        """
         ...
 
     async def delete_task(self, task_id: str) -> bool:
@@ -132,7 +168,11 @@ class TaskStore(AsyncStore, Protocol):
         ...
 
     async def get_ready_tasks(self, limit: int | None = None) -> list[Task]:
-        """Ready tasks in claim order: priority (critical first), then age."""
+        """Ready tasks in claim order: priority (critical first), then age.
+
+        The same tasks as ``list_tasks({"status": "ready"})`` except those whose
+        retry back-off (``not_before``) has not passed yet.
+        """
         ...
 
     async def get_tasks_by_status(self, status: TaskStatus) -> list[Task]:
@@ -148,7 +188,8 @@ class TaskStore(AsyncStore, Protocol):
     ) -> Task | None:
         """Claim one ready task for ``agent_id``; None if it is not ready or someone else won.
 
-        Unknown id → NotFoundError.
+        The claim lapses after ``ttl_ms`` (the store's default when None; at
+        most one year, else ValidationError) unless renewed. Unknown id → NotFoundError.
         """
         ...
 
@@ -167,17 +208,26 @@ class TaskStore(AsyncStore, Protocol):
         ...
 
     async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
-        """Extend the holder's claim; ConflictError if ``agent_id`` does not hold it."""
+        """Extend the holder's claim to now + ``ttl_ms``.
+
+        ConflictError if ``agent_id`` does not hold it, or held it but the claim
+        lapsed (the task is then back in the queue, one retry used).
+        """
         ...
 
     async def start_task(self, task_id: str, agent_id: str) -> Task:
-        """Mark a held task ``in_progress``; ConflictError if ``agent_id`` does not hold it."""
+        """Mark a held task ``in_progress``; ConflictError if ``agent_id`` does not hold it.
+
+        A claim past its expiry is not held any more (see :meth:`renew_claim`).
+        """
         ...
 
     async def release_task(self, task_id: str, agent_id: str) -> bool:
         """Give a held task back (interrupted; no retry used).
 
-        False if ``agent_id`` does not hold it; a completed or failed task is never reopened.
+        False if ``agent_id`` does not hold it (a lapsed claim is not held: it went
+        back to the queue with a retry used); a completed or failed task is never
+        reopened.
         """
         ...
 
@@ -192,7 +242,9 @@ class TaskStore(AsyncStore, Protocol):
         """Finish a held task.
 
         Sets completed_at and actual_minutes (measured from the claim when not
-        given); ``result`` goes to metadata["result"]. ConflictError if not the holder.
+        given); ``result`` goes to metadata["result"]; dependants whose last
+        dependency this was become ``ready``. ConflictError if not the holder,
+        including a holder whose claim lapsed (see :meth:`renew_claim`).
         """
         ...
 
@@ -205,13 +257,18 @@ class TaskStore(AsyncStore, Protocol):
     ) -> Task:
         """Record a failed attempt.
 
-        Retries after back-off while retries remain, else ``failed`` and every
-        dependant ``blocked``. ConflictError if not the holder.
+        Retries after back-off while retries remain (stored ``ready`` with
+        ``not_before``), else ``failed`` and every dependant ``blocked``.
+        ConflictError if not the holder, including a holder whose claim lapsed.
         """
         ...
 
     async def recover_expired_claims(self) -> list[Task]:
-        """Return every lapsed claim to the queue (retry + 1, ``stalled``), now."""
+        """Return every lapsed claim to the queue (retry + 1, ``stalled``), now.
+
+        Every other call behaves as if this had just run: a lapsed claim is never
+        renewed, started, completed or failed by its former holder.
+        """
         ...
 
     async def sync(self) -> None:
@@ -237,18 +294,33 @@ class MailBus(AsyncStore, Protocol):
         ...
 
     async def shutdown(self) -> None:
-        """Stop delivery, release this agent's leases, close (``__aexit__`` calls it)."""
+        """Stop delivery, release the leases acquired through this bus, close.
+
+        Only the leases granted through this bus instance (and not re-granted
+        since through another bus of the same agent) are released; leases the
+        same agent holds through other buses (its orchestrator loop, another MCP
+        server) stay until their holder releases them or their TTL passes.
+        ``__aexit__`` calls it.
+        """
         ...
 
     async def publish(
         self,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None = None,
         *,
         correlation_id: str | None = None,
-        ack_required: bool = False,
+        ack_required: bool | None = None,
     ) -> Message:
-        """Broadcast to every live subscriber of ``type`` (and of ``"*"``)."""
+        """Broadcast to every live subscriber of ``type`` (and of ``"*"``).
+
+        ``type`` may also be a whole :class:`Message`, as in the seed's
+        ``publish(message)``: its type, payload, correlation_id and ack_required
+        are sent. Its ``from_agent`` must be this bus's agent and its
+        ``to_agent`` None (else ValidationError naming the field), and the other
+        arguments stay unset. The bus assigns the id, timestamp and seq.
+        ``ack_required`` defaults to False.
+        """
         ...
 
     def subscribe(self, type: MessageType | Literal["*"] | str, handler: MessageHandler) -> None:
@@ -262,13 +334,17 @@ class MailBus(AsyncStore, Protocol):
     async def send_to(
         self,
         agent_id: str,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None = None,
         *,
         correlation_id: str | None = None,
-        ack_required: bool = True,
+        ack_required: bool | None = None,
     ) -> Message:
-        """Send a direct message, kept until ``agent_id`` acknowledges it (even if offline)."""
+        """Send a direct message, kept until ``agent_id`` acknowledges it (even if offline).
+
+        ``type`` may be a whole :class:`Message` as for :meth:`publish` (its
+        ``to_agent`` None or ``agent_id``). ``ack_required`` defaults to True.
+        """
         ...
 
     async def acknowledge(self, message_id: str) -> bool:
@@ -280,10 +356,11 @@ class MailBus(AsyncStore, Protocol):
         ...
 
     async def acquire_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> bool:
-        """Lease a path or glob.
+        """Lease a path or glob for ``ttl_ms`` (at most one year).
 
         False if an overlapping lease of another agent conflicts (an exclusive
-        lease conflicts with anything). Re-acquiring one's own lease renews it.
+        lease conflicts with anything). Re-acquiring one's own lease renews it
+        (and makes it this bus's, for :meth:`shutdown`).
         """
         ...
 
@@ -327,7 +404,9 @@ class MemoryStore(AsyncStore, Protocol):
     """Memories with text (BM25) and vector search, importance and compaction.
 
     A store keeps one vector size: its embedder's, or else the first vector
-    stored. Other sizes, zero vectors and non-finite values are ValidationErrors.
+    stored. Other sizes, zero vectors, non-finite values and vectors that do
+    not fit float32 (a length over about 1.8e19, whose square float32 cannot
+    hold, or every value rounding to 0) are ValidationErrors naming ``embedding``.
     """
 
     async def store(self, entry: MemoryInput | Mapping[str, Any]) -> str:
@@ -347,7 +426,10 @@ class MemoryStore(AsyncStore, Protocol):
         ...
 
     async def search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
-        """Full-text (BM25) search. Any text is safe; exact identifiers are found."""
+        """Full-text (BM25) search. Any text is safe; exact identifiers are found.
+
+        Text with lone surrogates is a ValidationError naming ``query``.
+        """
         ...
 
     async def semantic_search(
@@ -361,7 +443,7 @@ class MemoryStore(AsyncStore, Protocol):
         ...
 
     async def hybrid_search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
-        """BM25 and vector ranks fused by RRF (k = 60); full-text alone when no vectors."""
+        """BM25 and vector results fused by ``rules.fuse_hybrid`` (full text if no vectors)."""
         ...
 
     async def compact(self, threshold: float) -> int:

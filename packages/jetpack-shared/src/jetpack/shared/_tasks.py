@@ -37,9 +37,12 @@ __all__ = [
 class TaskStatus(StrEnum):
     """Where a task is in its life.
 
-    ``pending``/``ready`` wait for an agent (``ready`` is a hint; readiness is
-    computed), ``claimed``/``in_progress`` are held by one agent, ``blocked``
-    waits on a failed dependency or a blocker, ``completed``/``failed`` are final.
+    ``pending``/``ready`` wait for an agent: ``ready`` when nothing but a retry
+    back-off keeps the task from being claimed, ``pending`` while a dependency is
+    unfinished or a blocker is set. ``claimed``/``in_progress`` are held by one
+    agent (with a claim expiry), ``blocked`` waits on a failed or blocked
+    dependency (a blocker names it) or was blocked by hand, ``completed``/``failed``
+    are final.
     """
 
     PENDING = "pending"
@@ -210,9 +213,9 @@ class TaskListOptions(JetpackModel):
 
     status: list[TaskStatus] | None = Field(default=None, description="Any of these statuses.")
     priority: list[TaskPriority] | None = Field(default=None, description="Any of these.")
-    assigned_agent: str | None = Field(default=None, description="Held by this agent.")
-    branch: str | None = Field(default=None, description="On this branch.")
-    tag: str | None = Field(default=None, description="Carrying this tag.")
+    assigned_agent: Identifier | None = Field(default=None, description="Held by this agent.")
+    branch: str | None = Field(default=None, max_length=255, description="On this branch.")
+    tag: Label | None = Field(default=None, description="Carrying this tag.")
     limit: int | None = Field(default=None, ge=1, le=100_000, description="At most this many.")
     offset: int = Field(default=0, ge=0, description="Skip this many first.")
 

@@ -6,10 +6,13 @@ same file moves between the local store, the edge store and beads itself.
 
 Mapping (beads → Jetpack; the README has the full table):
 
-- ``status``: open → pending, in_progress/hooked → in_progress (a claim that
-  lapses after the store's claim TTL unless renewed), blocked/deferred →
-  blocked, closed → completed, pinned → pending; a tombstone (status
-  ``tombstone`` or a ``deleted_at``) → failed, so it is never claimed.
+- ``status``: open → pending, in_progress/hooked → in_progress (a claim of
+  the assignee that lapses after the store's claim TTL unless renewed; without
+  an assignee → pending), blocked/deferred → blocked, closed → completed,
+  pinned → pending; a tombstone (status ``tombstone`` or a ``deleted_at``) →
+  failed, so it is never claimed. The store then places waiting tasks by
+  readiness (pending or ready; blocked below a failed or blocked task); both
+  pending and ready export as the original open/pinned.
 - ``priority``: 0 critical, 1 high, 2 medium, 3 and 4 low.
 - ``dependencies``: ``blocks`` edges gate readiness, as in ``bd ready``, and
   become Jetpack ``dependencies``; ``parent-child``, ``discovered-from`` and
@@ -79,6 +82,7 @@ _STATUS_OUT = {
     TaskStatus.COMPLETED: "closed",
     TaskStatus.FAILED: "closed",
 }
+_WAITING = {TaskStatus.PENDING, TaskStatus.READY}
 _PRIORITY_IN = [
     TaskPriority.CRITICAL,
     TaskPriority.HIGH,
@@ -176,7 +180,9 @@ def issue_to_task(
         raise ValidationError("dependencies", f"{where}: must be a list of objects")
     blocks = [d.get("depends_on_id") for d in deps if d.get("type", "blocks") == "blocks"]
     now = utcnow()
-    held = status is TaskStatus.IN_PROGRESS
+    held = status is TaskStatus.IN_PROGRESS and bool(record.get("assignee"))
+    if status is TaskStatus.IN_PROGRESS and not held:
+        status = TaskStatus.PENDING  # nobody to hold the claim: back in the queue
     extras = {k: v for k, v in record.items() if k not in _MAPPED}
     extras["status"] = status_text
     extras["priority"] = priority
@@ -261,7 +267,9 @@ def task_to_issue(task: Task) -> dict[str, Any]:
     imported_status = (
         TaskStatus.FAILED if tombstone else _STATUS_IN.get(str(orig_status), TaskStatus.PENDING)
     )
-    status = orig_status if orig_status and imported_status is task.status else None
+    # A store places waiting tasks (pending/ready) by readiness: both are "open".
+    same = imported_status is task.status or {imported_status, task.status} <= _WAITING
+    status = orig_status if orig_status and same else None
     status = status or _STATUS_OUT[task.status]
     priority = orig_priority
     if not (

@@ -34,6 +34,7 @@ from tokenizers import Tokenizer
 
 from jetpack.cass.embedders._base import check_texts
 from jetpack.cass.embedders._bert import BertConfig, BertWeights, encode
+from jetpack.cass.embedders._blas import single_threaded_blas
 from jetpack.shared.errors import BackendNotInstalledError
 
 __all__ = [
@@ -102,7 +103,8 @@ class LocalEmbedder:
 
     Construction only reads the small config files; the weights (about 90 MB)
     load on the first :meth:`embed`, or ahead of time with :meth:`load`. All
-    CPU work runs in a worker thread, one forward pass at a time.
+    CPU work runs in a worker thread, one forward pass at a time, its matrix
+    products on one BLAS thread (see :mod:`._blas`).
     """
 
     def __init__(
@@ -207,7 +209,7 @@ class LocalEmbedder:
         lengths = [len(e.ids) for e in encodings]
         # Longest first, so similar lengths share a batch and padding stays small.
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
-        with self._run_lock:
+        with self._run_lock, single_threaded_blas():
             for start in range(0, len(order), self._batch_size):
                 rows = order[start : start + self._batch_size]
                 width = max(lengths[i] for i in rows)

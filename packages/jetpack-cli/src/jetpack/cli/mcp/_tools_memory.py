@@ -1,4 +1,4 @@
-"""The ``memory`` tool: hybrid search (BM25 + vectors, fused by RRF) and storing a learning."""
+"""The ``memory`` tool: hybrid search (BM25 + vectors, fused by score) and storing a learning."""
 
 from __future__ import annotations
 

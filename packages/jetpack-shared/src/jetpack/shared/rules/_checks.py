@@ -1,4 +1,4 @@
-"""Checks of plain arguments (ids, TTLs) that every store method shares.
+"""Checks of plain arguments (ids, TTLs, texts, JSON objects) that every store method shares.
 
 Each raises :class:`~jetpack.shared.errors.ValidationError` naming the argument,
 before anything is written.
@@ -7,13 +7,18 @@ before anything is written.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
-from jetpack.shared._base import ID_PATTERN
+from jetpack.shared._base import ID_PATTERN, json_problem, text_problem
 from jetpack.shared.errors import ValidationError
 
-__all__ = ["check_agent_id", "check_ttl"]
+__all__ = ["MAX_TTL_MS", "check_agent_id", "check_json_object", "check_text", "check_ttl"]
 
 _ID = re.compile(ID_PATTERN)
+
+MAX_TTL_MS = 365 * 24 * 60 * 60 * 1000
+"""Longest TTL any store accepts (claims, leases, windows): one year. Renew instead."""
 
 
 def check_agent_id(agent_id: object, field: str = "agent_id") -> str:
@@ -23,10 +28,35 @@ def check_agent_id(agent_id: object, field: str = "agent_id") -> str:
     return agent_id
 
 
-def check_ttl(ttl_ms: object, field: str = "ttl_ms", maximum: int | None = None) -> int:
-    """A positive integer of milliseconds, at most ``maximum`` when given."""
+def check_ttl(ttl_ms: object, field: str = "ttl_ms", maximum: int = MAX_TTL_MS) -> int:
+    """A positive integer of milliseconds, at most ``maximum`` (one year by default)."""
     if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
         raise ValidationError(field, "must be a positive integer of milliseconds")
-    if maximum is not None and ttl_ms > maximum:
+    if ttl_ms > maximum:
         raise ValidationError(field, f"must be at most {maximum} ms")
     return ttl_ms
+
+
+def check_text(value: object, field: str) -> str:
+    """A string that can be stored as UTF-8 (no lone surrogates)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a string")
+    problem = text_problem(value)
+    if problem:
+        raise ValidationError(field, problem)
+    return value
+
+
+def check_json_object(value: object, field: str, limit: int | None = None) -> dict[str, Any]:
+    """A JSON object: nesting, keys, texts and numbers checked; at most ``limit`` bytes.
+
+    See :func:`jetpack.shared._base.json_problem` for what is refused
+    (:data:`~jetpack.shared.MAX_JSON_DEPTH` levels at most).
+    """
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, "must be a JSON object")
+    data = dict(value)
+    problem = json_problem(data, limit)
+    if problem:
+        raise ValidationError(field, problem)
+    return data

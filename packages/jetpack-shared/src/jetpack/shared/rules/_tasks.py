@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from jetpack.shared._tasks import (
     FINAL_STATUSES,
+    HELD_STATUSES,
     OPEN_STATUSES,
     Task,
     TaskPriority,
     TaskStatus,
 )
+from jetpack.shared.errors import ValidationError
 
 __all__ = [
     "DEFAULT_CLAIM_TTL_MS",
     "DEFAULT_RETRY_BASE_MS",
     "MAX_RETRY_DELAY_MS",
     "Retry",
+    "blocker_for",
+    "blocker_names",
+    "check_imported",
     "claim_order_key",
     "dependants_closure",
     "find_cycle",
@@ -26,7 +33,11 @@ __all__ = [
     "is_final",
     "is_ready",
     "next_after_failure",
+    "plan_block",
+    "resettle",
     "retry_delay_ms",
+    "status_change",
+    "topological_order",
 ]
 
 DEFAULT_CLAIM_TTL_MS = 15 * 60 * 1000
@@ -47,6 +58,11 @@ def is_ready(
     A task is ready when its status is pending or ready, every dependency is
     completed (an unknown dependency counts as not completed), it has no
     blockers, and its back-off (``not_before``) has passed.
+
+    The stored status agrees with this rule apart from the back-off: a waiting
+    task is stored ``ready`` exactly when it is ready or only its back-off keeps
+    it (see :func:`resettle`), so listing by status ``ready`` and
+    ``get_ready_tasks`` differ only by tasks whose ``not_before`` is ahead.
     """
     if task.status not in OPEN_STATUSES or task.blockers:
         return False
@@ -140,3 +156,173 @@ def next_after_failure(task: Task, now: datetime, base_ms: int = DEFAULT_RETRY_B
 def is_final(status: TaskStatus) -> bool:
     """True for completed and failed."""
     return status in FINAL_STATUSES
+
+
+# -- dependency blocking ------------------------------------------------------------
+#
+# A dependant of a failed or blocked task is ``blocked``, with a blocker naming
+# the task that blocks it: ``"dependency <id> failed"`` or ``"dependency <id>
+# blocked"``. Every store applies the same three rules whenever a status or an
+# edge changes (create, update, import, complete, fail, release, lapse):
+#
+# - plan_block: a task that fails (or is blocked) blocks its whole dependants
+#   closure, each naming it (the root cause), except final and held tasks.
+# - resettle: a waiting task (not held, not final) is placed where it belongs:
+#   blocked while a dependency is failed or blocked, else ready when every
+#   dependency is completed and it has no blockers, else pending. Blockers that
+#   name a task no longer failed or blocked are dropped; a task blocked by hand
+#   (no such blocker) stays blocked.
+# - when a task leaves completed, failed or blocked, its dependants closure is
+#   resettled in topological order (dependencies first).
+
+_BLOCKING = frozenset({TaskStatus.FAILED, TaskStatus.BLOCKED})
+
+
+def blocker_for(dependency_id: str, status: TaskStatus | None) -> str | None:
+    """The blocker a dependant carries while ``dependency_id`` is failed or blocked."""
+    if status is TaskStatus.FAILED:
+        return f"dependency {dependency_id} failed"
+    if status is TaskStatus.BLOCKED:
+        return f"dependency {dependency_id} blocked"
+    return None
+
+
+def blocker_names(blocker: str) -> str | None:
+    """The task id a dependency blocker names (see :func:`blocker_for`), or None."""
+    parts = blocker.split(" ")
+    if len(parts) == 3 and parts[0] == "dependency" and parts[2] in ("failed", "blocked"):
+        return parts[1]
+    return None
+
+
+def resettle(
+    task: Task, status_of: Callable[[str], TaskStatus | None]
+) -> tuple[TaskStatus, list[str]]:
+    """Where a waiting task belongs now, and its blockers; held and final tasks stay.
+
+    ``status_of(id)`` gives the current status of a task (None if unknown).
+    Blocked while a dependency blocker is left (one naming a task still failed
+    or blocked, or one added for a failed or blocked dependency); blocked by hand
+    (status blocked, no dependency blocker dropped) stays blocked; else pending
+    while any blocker or unfinished dependency remains; else ready.
+    """
+    if task.status in HELD_STATUSES or task.status in FINAL_STATUSES:
+        return task.status, list(task.blockers)
+    kept: list[str] = []
+    dropped = False
+    for blocker in task.blockers:
+        named = blocker_names(blocker)
+        if named is not None and status_of(named) not in _BLOCKING:
+            dropped = True
+        else:
+            kept.append(blocker)
+    statuses = {dep: status_of(dep) for dep in task.dependencies}
+    if not any(blocker_names(b) for b in kept):
+        for dep, status in statuses.items():
+            label = blocker_for(dep, status)
+            if label is not None and label not in kept:
+                kept.append(label)
+    if any(blocker_names(b) for b in kept):
+        return TaskStatus.BLOCKED, kept
+    if task.status is TaskStatus.BLOCKED and not dropped:
+        return TaskStatus.BLOCKED, kept
+    if kept or any(status is not TaskStatus.COMPLETED for status in statuses.values()):
+        return TaskStatus.PENDING, kept
+    return TaskStatus.READY, kept
+
+
+def plan_block(
+    task_id: str,
+    blocker: str,
+    dependants_of: Callable[[str], Iterable[str]],
+    get: Callable[[str], Task | None],
+) -> list[tuple[str, list[str]]]:
+    """Block the dependants closure of ``task_id``: ``(id, new blockers)`` per task to change.
+
+    Final and held tasks are left alone (a held task is resettled when it comes
+    back to the queue); a task already blocked by a dependency keeps its blockers.
+    """
+    out: list[tuple[str, list[str]]] = []
+    for dep_id in dependants_closure(task_id, dependants_of):
+        task = get(dep_id)
+        if task is None or task.status in FINAL_STATUSES or task.status in HELD_STATUSES:
+            continue
+        if task.status is TaskStatus.BLOCKED and any(blocker_names(b) for b in task.blockers):
+            continue
+        blockers = task.blockers if blocker in task.blockers else [*task.blockers, blocker]
+        out.append((dep_id, list(blockers)))
+    return out
+
+
+def topological_order(
+    ids: Iterable[str], dependencies_of: Callable[[str], Iterable[str]]
+) -> list[str]:
+    """``ids`` ordered so that each comes after those of its dependencies among ``ids``.
+
+    Ties keep the given order; the graph is acyclic (stores refuse cycles).
+    """
+    order = list(dict.fromkeys(ids))
+    members = set(order)
+    waiting = {node: 0 for node in order}
+    below: dict[str, list[str]] = {node: [] for node in order}
+    for node in order:
+        for dep in set(dependencies_of(node)):
+            if dep in members:
+                waiting[node] += 1
+                below[dep].append(node)
+    ready = deque(node for node in order if waiting[node] == 0)
+    out: list[str] = []
+    while ready:
+        node = ready.popleft()
+        out.append(node)
+        for child in below[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    out.extend(node for node in order if waiting[node] > 0)  # only if given a cycle
+    return out
+
+
+# -- status changes outside the claim lifecycle ---------------------------------------
+
+_HELD_BY_CLAIM = (
+    "claimed and in_progress are set by claim_task, claim_next and start_task, "
+    "which record the holder and its expiry"
+)
+
+
+def status_change(task: Task, status: TaskStatus, now: datetime) -> dict[str, Any]:
+    """What ``update_task(id, {"status": status})`` also sets, or ValidationError('status').
+
+    Held statuses only come from claims (a held task keeps its status). Leaving a
+    held status ends the claim (no holder, no expiry; a completed task keeps the
+    agent that did it); completing sets ``completed_at``, reopening clears it.
+    The store then applies the dependants' side of the change (block, resettle).
+    """
+    status = TaskStatus(status)
+    if status in HELD_STATUSES and status is not task.status:
+        raise ValidationError("status", _HELD_BY_CLAIM)
+    changes: dict[str, Any] = {}
+    if task.status in HELD_STATUSES and status not in HELD_STATUSES:
+        changes["claim_expires_at"] = None
+        if status is not TaskStatus.COMPLETED:
+            changes["assigned_agent"] = None
+    if status is TaskStatus.COMPLETED and task.completed_at is None:
+        changes["completed_at"] = now
+    elif status is not TaskStatus.COMPLETED and task.completed_at is not None:
+        changes["completed_at"] = None
+    return changes
+
+
+def check_imported(task: Task) -> Task:
+    """A whole task to import: a held one needs its holder and claim expiry."""
+    if task.status in HELD_STATUSES and (
+        task.assigned_agent is None or task.claim_expires_at is None
+    ):
+        raise ValidationError(
+            "status",
+            f"task {task.id!r} is {task.status.value} but has no "
+            f"{'assigned_agent' if task.assigned_agent is None else 'claim_expires_at'}; "
+            "import it as pending, or with its holder and claim expiry",
+        )
+    return task

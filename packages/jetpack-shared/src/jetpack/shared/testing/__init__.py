@@ -5,11 +5,22 @@ imports this package. A backend's tests subclass :class:`TaskStoreContract`,
 :class:`MailBusContract` or :class:`MemoryStoreContract` and supply one
 :class:`StoreSpec` fixture. The in-memory reference stores pass the kit (that
 is how the kit itself is tested); they are test aids, never registered backends.
+Shared test data (the beads sample, the memory-eval set) ships in ``data/``:
+read it with :func:`sample_path` and :func:`memory_eval_set`.
 """
 
+from jetpack.shared.testing._data import (
+    EvalQuery,
+    MemoryEvalSet,
+    memory_eval_set,
+    recall_at,
+    sample_path,
+)
 from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._mail_contract import MailBusContract
 from jetpack.shared.testing._memory_contract import KitEmbedder, MemoryStoreContract
+from jetpack.shared.testing._mixed import MixedReport, run_mixed_load
+from jetpack.shared.testing._procs import first_open_race
 from jetpack.shared.testing._reference_mail import InMemoryMailBus, InMemoryMailHub
 from jetpack.shared.testing._reference_memory import InMemoryMemoryDB, InMemoryMemoryStore
 from jetpack.shared.testing._reference_tasks import InMemoryTaskStore
@@ -17,6 +28,7 @@ from jetpack.shared.testing._spec import StoreSpec
 from jetpack.shared.testing._task_contract import TaskStoreContract
 
 __all__ = [
+    "EvalQuery",
     "InMemoryMailBus",
     "InMemoryMailHub",
     "InMemoryMemoryDB",
@@ -24,8 +36,15 @@ __all__ = [
     "InMemoryTaskStore",
     "KitEmbedder",
     "MailBusContract",
+    "MemoryEvalSet",
     "MemoryStoreContract",
+    "MixedReport",
     "StoreSpec",
     "TaskStoreContract",
     "eventually",
+    "first_open_race",
+    "memory_eval_set",
+    "recall_at",
+    "run_mixed_load",
+    "sample_path",
 ]

@@ -23,12 +23,13 @@ from typing import Any, ClassVar
 import pytest
 import pytest_asyncio
 
-from jetpack.shared import AgentStatus, MailBus, Message, MessageType
+from jetpack.shared import MAX_JSON_DEPTH, AgentStatus, MailBus, Message, MessageType, utcnow
 from jetpack.shared.errors import LeaseHeldError, ValidationError
-from jetpack.shared.rules import paths_overlap
+from jetpack.shared.rules import MAX_TTL_MS, paths_overlap
 from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._procs import lease_worker, run_in_processes
 from jetpack.shared.testing._spec import StoreSpec
+from jetpack.shared.testing._task_contract import nested
 
 __all__ = ["MailBusContract"]
 
@@ -283,15 +284,93 @@ class MailBusContract:
         offline = {p.agent_id: p for p in await b.list_agents(include_offline=True)}
         assert offline["agent-a"].online is False
 
-    async def test_shutdown_releases_own_leases(
+    async def test_shutdown_releases_only_the_leases_of_this_bus(
         self, bus_spec: StoreSpec, open_bus: OpenBus
     ) -> None:
-        """A bus that shuts down releases the leases it held."""
+        """A bus's shutdown releases the leases acquired through it, and only those.
+
+        Leases the same agent holds through another bus (its orchestrator loop,
+        another MCP server) stay until released or expired. A path re-acquired
+        through the other bus belongs to that bus from then on.
+        """
         b = await open_bus("agent-b")
-        async with bus_spec.build("agent-a", presence_window_ms=WINDOW_MS) as a:
-            await a.acquire_lease("src/x.py", 60_000)
-            assert (await b.is_leased("src/x.py")).is_leased
-        assert (await b.is_leased("src/x.py")).is_leased is False
+        loop = await open_bus("agent-a")
+        assert await loop.acquire_lease("src/loop.py", 60_000)
+        assert await loop.acquire_lease("src/shared.py", 60_000)
+        async with bus_spec.build("agent-a", presence_window_ms=WINDOW_MS) as mcp:
+            assert await mcp.acquire_lease("src/mcp.py", 60_000)
+            assert await mcp.acquire_lease("src/shared.py", 60_000)  # now granted through mcp
+            assert await mcp.acquire_lease("src/handed.py", 60_000)
+            assert await loop.acquire_lease("src/handed.py", 60_000)  # back through loop
+        assert (await b.is_leased("src/mcp.py")).is_leased is False
+        assert (await b.is_leased("src/shared.py")).is_leased is False
+        for path in ("src/loop.py", "src/handed.py"):
+            status = await b.is_leased(path)
+            assert status.is_leased and status.agent_id == "agent-a", path
+        assert await loop.release_lease("src/loop.py") is True
+
+    # -- the seed's publish(message) / sendTo(agentId, message) ---------------
+
+    async def test_publish_and_send_to_take_a_message(self, open_bus: OpenBus) -> None:
+        """publish(Message) and send_to(agent, Message) send its type, payload and flags."""
+        a, b = await open_bus("agent-a"), await open_bus("agent-b")
+        got: list[Message] = []
+        b.subscribe("*", got.append)
+        draft = Message(
+            id="msg-draft",
+            type=MessageType.TASK_PROGRESS,
+            from_agent="agent-a",
+            payload={"pct": 50},
+            timestamp=utcnow(),
+            correlation_id="run-1",
+        )
+        sent = await a.publish(draft)
+        assert (sent.type, sent.payload, sent.correlation_id) == (
+            MessageType.TASK_PROGRESS,
+            {"pct": 50},
+            "run-1",
+        )
+        assert sent.from_agent == "agent-a" and sent.to_agent is None and not sent.ack_required
+        request = draft.model_copy(
+            update={"type": MessageType.COORDINATION_REQUEST, "ack_required": True}
+        )
+        direct = await a.send_to("agent-b", request)
+        assert direct.to_agent == "agent-b" and direct.type is MessageType.COORDINATION_REQUEST
+        assert direct.ack_required and direct.payload == {"pct": 50}
+        assert await eventually(lambda: {m.id for m in got} >= {sent.id, direct.id})
+        assert [m.id for m in await b.fetch_inbox()] == [direct.id]
+        cases: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("from_agent", lambda: a.publish(draft.model_copy(update={"from_agent": "agent-x"}))),
+            ("to_agent", lambda: a.publish(draft.model_copy(update={"to_agent": "agent-b"}))),
+            (
+                "to_agent",
+                lambda: a.send_to("agent-b", draft.model_copy(update={"to_agent": "agent-c"})),
+            ),
+            ("payload", lambda: a.publish(draft, {"also": 1})),
+            ("from_agent", lambda: b.send_to("agent-a", request)),
+        ]
+        for field, call in cases:
+            with pytest.raises(ValidationError) as info:
+                await call()
+            assert info.value.field == field
+        assert [m.id for m in await b.fetch_inbox()] == [direct.id]
+        assert await a.fetch_inbox() == []
+
+    # -- the longest patterns ------------------------------------------------
+
+    async def test_leases_on_the_longest_patterns(self, open_bus: OpenBus) -> None:
+        """Paths of 1,024 characters and patterns of hundreds of wildcards get an answer."""
+        a, b = await open_bus("agent-a"), await open_bus("agent-b")
+        assert await a.acquire_lease("b" * 600, 10_000) is True
+        assert await b.acquire_lease("*" * 600, 10_000) is False
+        status = await b.is_leased("*" * 600)
+        assert status.is_leased and status.agent_id == "agent-a" and status.pattern == "b" * 600
+        assert await b.acquire_lease("b" * 1000, 10_000) is True
+        deep = "/".join(["d"] * 512)
+        assert await a.acquire_lease(deep, 10_000) is True
+        assert await b.acquire_lease("/".join(["**"] * 341), 10_000) is False
+        assert await b.acquire_lease("/".join(["*"] * 511), 10_000) is True
+        assert (await b.is_leased(deep)).agent_id == "agent-a"
 
     # -- bad input ---------------------------------------------------------
 
@@ -309,6 +388,24 @@ class MailBusContract:
             ("type", lambda: a.publish("task.exploded", {})),
             ("payload", lambda: a.publish(MessageType.TASK_PROGRESS, {"blob": "x" * 300_000})),
             ("agent_id", lambda: a.send_to("", MessageType.COORDINATION_REQUEST, {})),
+            ("ttl_ms", lambda: a.acquire_lease("src/x.py", MAX_TTL_MS + 1)),
+            ("ttl_ms", lambda: a.grant_lease("src/x.py", 2**62)),
+            ("path", lambda: a.acquire_lease("src/\ud800.py", 1000)),
+            ("path", lambda: a.is_leased("src/\udfff")),
+            ("payload", lambda: a.publish(MessageType.TASK_PROGRESS, {"\ud800": 1})),
+            ("payload", lambda: a.publish(MessageType.TASK_PROGRESS, {"k": ["\ud800"]})),
+            ("payload", lambda: a.publish(MessageType.TASK_PROGRESS, nested(5_000))),
+            ("payload", lambda: a.publish(MessageType.TASK_PROGRESS, nested(MAX_JSON_DEPTH + 1))),
+            (
+                "payload",
+                lambda: a.send_to("agent-b", MessageType.COORDINATION_REQUEST, nested(5_000)),
+            ),
+            (
+                "correlation_id",
+                lambda: a.publish(MessageType.TASK_PROGRESS, {}, correlation_id="\ud800"),
+            ),
+            ("info", lambda: a.send_heartbeat(AgentStatus.BUSY, {"\ud800": 1})),
+            ("info", lambda: a.send_heartbeat(AgentStatus.BUSY, nested(5_000))),
         ]
         for field, call in cases:
             with pytest.raises(ValidationError) as info:
@@ -316,6 +413,11 @@ class MailBusContract:
             assert info.value.field == field, f"expected field {field!r}, got {info.value.field!r}"
         assert await a.list_leases() == []
         assert await a.fetch_inbox() == []
+        assert await a.list_agents(include_offline=True) == []
+        assert await a.acquire_lease("src/x.py", 1000) is True
+        with pytest.raises(ValidationError) as info:
+            await a.renew_lease("src/x.py", MAX_TTL_MS + 1)
+        assert info.value.field == "ttl_ms"
         with pytest.raises(ValidationError) as info:
             bus_spec.build("", presence_window_ms=WINDOW_MS)
         assert info.value.field == "agent_id"

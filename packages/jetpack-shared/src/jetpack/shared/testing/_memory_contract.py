@@ -23,9 +23,10 @@ from typing import Any, ClassVar
 import pytest
 import pytest_asyncio
 
-from jetpack.shared import MemoryStore, MemoryType
+from jetpack.shared import MAX_JSON_DEPTH, MemoryStore, MemoryType
 from jetpack.shared.errors import NotFoundError, ValidationError
 from jetpack.shared.testing._spec import StoreSpec
+from jetpack.shared.testing._task_contract import nested
 
 __all__ = ["KitEmbedder", "MemoryStoreContract"]
 
@@ -146,6 +147,45 @@ class MemoryStoreContract:
             await store.store(data)
         assert info.value.field.split(".")[0] == field
         assert (await store.get_stats()).total == 0
+
+    async def test_hostile_input_is_refused_by_field(self, store: MemoryStore) -> None:
+        """Deep or surrogate-laden metadata, surrogate text, vectors float32 cannot hold.
+
+        Each is a ValidationError naming its field (saying why), and nothing is stored.
+        """
+        cases: list[tuple[str, dict[str, Any]]] = [
+            ("metadata", {"metadata": nested(MAX_JSON_DEPTH + 1)}),
+            ("metadata", {"metadata": nested(5_000)}),
+            ("metadata", {"metadata": {"\ud800": 1}}),
+            ("metadata", {"metadata": {"k": {"j": "\udbff"}}}),
+            ("content", {"content": "lone \ud800 surrogate"}),
+            ("embedding", {"embedding": unit(1e39, 1.0)}),
+            ("embedding", {"embedding": unit(3e38, 3e38)}),
+            ("embedding", {"embedding": unit(1e-50, 1e-50)}),
+        ]
+        for field, extra in cases:
+            data: dict[str, Any] = {"type": "agent_learning", "content": "valid", **extra}
+            with pytest.raises(ValidationError) as info:
+                await store.store(data)
+            assert info.value.field.split(".")[0] == field, extra
+            if field == "embedding":
+                assert "float32" in info.value.reason, info.value.reason
+        with pytest.raises(ValidationError) as info:
+            await store.store_many(
+                [{"type": "agent_learning", "content": "ok"}, {**cases[1][1], **cases[4][1]}]
+            )
+        assert (await store.get_stats()).total == 0
+        stored = await store.store(
+            {"type": "agent_learning", "content": "deep enough", "metadata": nested(MAX_JSON_DEPTH)}
+        )
+        for call in (store.search, store.semantic_search_by_query, store.hybrid_search):
+            with pytest.raises(ValidationError) as info:
+                await call("find \ud800")
+            assert info.value.field == "query"
+        with pytest.raises(ValidationError) as info:
+            await store.semantic_search(unit(1e39, 1.0))
+        assert info.value.field == "embedding"
+        assert [e.id for e in await store.get_recent_memories()] == [stored]
 
     async def test_wrong_vector_size_is_refused(self, store: MemoryStore) -> None:
         """After the first vector fixes the size, other sizes are refused for store and search."""

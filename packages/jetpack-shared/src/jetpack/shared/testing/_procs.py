@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from jetpack.shared.errors import LeaseHeldError
 from jetpack.shared.testing._spec import StoreSpec
 
-__all__ = ["claim_worker", "lease_worker", "run_in_processes"]
+__all__ = ["claim_worker", "first_open_race", "lease_worker", "run_in_processes"]
 
 R = TypeVar("R")
 
@@ -80,3 +80,64 @@ def lease_worker(
         return grants
 
     return asyncio.run(run())
+
+
+def _open_worker(
+    specs: list[StoreSpec],
+    args: tuple[Any, ...],
+    probe: str,
+    barrier: Any,
+    results: Any,
+    index: int,
+) -> None:
+    async def open_once(spec: StoreSpec) -> None:
+        async with spec.build(*args) as store:
+            await getattr(store, probe)()
+
+    errors: list[str] = []
+    for spec in specs:
+        try:
+            barrier.wait(timeout=120)
+            asyncio.run(open_once(spec))
+        except Exception as exc:
+            errors.append(f"{spec.kwargs}: {type(exc).__name__}: {exc}")
+    results.put((index, errors))
+
+
+def first_open_race(
+    specs: list[StoreSpec],
+    *,
+    processes: int = 8,
+    args: tuple[Any, ...] = (),
+    probe: str = "get_stats",
+    timeout: float = 600,
+) -> list[str]:
+    """Open each fresh store from ``processes`` processes at once, one store after another.
+
+    Every process builds ``spec.build(*args)`` for each spec in turn, all of them
+    released together by a barrier, opens it and awaits ``store.<probe>()``.
+    Returns the errors seen (empty when every open succeeded).
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_worker, args=(specs, args, probe, barrier, results, i))
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    errors: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for _ in procs:
+            _, found = results.get(timeout=max(deadline - time.monotonic(), 1))
+            errors.extend(found)
+    finally:
+        for proc in procs:
+            proc.join(timeout=max(deadline - time.monotonic(), 1))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                errors.append(f"process {proc.pid} did not finish")
+    return errors

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jetpack.shared._base import parse
+from jetpack.shared._base import MAX_METADATA_BYTES, parse
 from jetpack.shared._lifecycle import AsyncStoreMixin
 from jetpack.shared._mail import (
     AgentPresence,
@@ -30,9 +30,11 @@ from jetpack.shared._time import utcnow
 from jetpack.shared.errors import LeaseHeldError, ValidationError
 from jetpack.shared.rules import (
     check_agent_id,
+    check_json_object,
     check_ttl,
     new_message_id,
     normalize_lease_path,
+    outgoing,
     paths_overlap,
 )
 
@@ -79,6 +81,7 @@ class InMemoryMailBus(AsyncStoreMixin):
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._granted: dict[str, int] = {}  # path -> fencing token granted through this bus
 
     @property
     def agent_id(self) -> str:
@@ -92,13 +95,16 @@ class InMemoryMailBus(AsyncStoreMixin):
             self._worker = asyncio.create_task(self._deliver())
 
     async def shutdown(self) -> None:
-        """Leave the hub, release own leases, stop delivering."""
+        """Leave the hub, release the leases granted through this bus, stop delivering."""
         if self._worker is None:
             return
         self._hub.buses.remove(self)
         async with self._hub.lock:
-            for key in [k for k in self._hub.leases if k[1] == self._agent_id]:
-                del self._hub.leases[key]
+            for path, token in self._granted.items():
+                lease = self._hub.leases.get((path, self._agent_id))
+                if lease is not None and lease.fencing_token == token:
+                    del self._hub.leases[(path, self._agent_id)]
+            self._granted.clear()
         self._worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
@@ -122,13 +128,15 @@ class InMemoryMailBus(AsyncStoreMixin):
 
     async def _send(
         self,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None,
         to_agent: str | None,
         correlation_id: str | None,
-        ack_required: bool,
+        ack_required: bool | None,
     ) -> Message:
-        kind = _message_type(type)
+        out = outgoing(self._agent_id, type, payload, correlation_id, ack_required, to_agent)
+        kind = _message_type(out.type)
+        payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
         async with self._hub.lock:
             message = parse(
                 Message,
@@ -152,13 +160,13 @@ class InMemoryMailBus(AsyncStoreMixin):
 
     async def publish(
         self,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None = None,
         *,
         correlation_id: str | None = None,
-        ack_required: bool = False,
+        ack_required: bool | None = None,
     ) -> Message:
-        """Broadcast."""
+        """Broadcast (a type and payload, or a whole Message from this agent)."""
         return await self._send(type, payload, None, correlation_id, ack_required)
 
     def subscribe(self, type: MessageType | str, handler: MessageHandler) -> None:
@@ -176,11 +184,11 @@ class InMemoryMailBus(AsyncStoreMixin):
     async def send_to(
         self,
         agent_id: str,
-        type: MessageType | str,
+        type: MessageType | str | Message,
         payload: Mapping[str, Any] | None = None,
         *,
         correlation_id: str | None = None,
-        ack_required: bool = True,
+        ack_required: bool | None = None,
     ) -> Message:
         """Direct message, kept until acked."""
         check_agent_id(agent_id)
@@ -235,6 +243,7 @@ class InMemoryMailBus(AsyncStoreMixin):
                 expires_at=now + timedelta(milliseconds=ttl_ms),
                 fencing_token=self._hub.fencing,
             )
+            self._granted[norm] = granted.fencing_token
             return granted
 
     async def renew_lease(self, path: str, ttl_ms: int) -> bool:
@@ -257,6 +266,7 @@ class InMemoryMailBus(AsyncStoreMixin):
         norm = normalize_lease_path(path)
         async with self._hub.lock:
             self._hub.live_leases(utcnow())
+            self._granted.pop(norm, None)
             return self._hub.leases.pop((norm, self._agent_id), None) is not None
 
     async def is_leased(self, path: str) -> LeaseStatus:
@@ -284,12 +294,13 @@ class InMemoryMailBus(AsyncStoreMixin):
     ) -> None:
         """Record presence and broadcast a heartbeat."""
         status = AgentStatus(status)
+        extra = {} if info is None else check_json_object(info, "info", MAX_METADATA_BYTES)
         self._hub.presence[self._agent_id] = AgentPresence(
             agent_id=self._agent_id,
             status=status,
             last_seen=utcnow(),
             online=True,
-            info=dict(info or {}),
+            info=extra,
         )
         await self.publish(MessageType.HEARTBEAT, {"status": status.value})
 

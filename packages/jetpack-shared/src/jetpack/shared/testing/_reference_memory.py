@@ -1,6 +1,6 @@
 """In-memory reference MemoryStore: the kit's proof that its rules can be met.
 
-Pure Python (no numpy): token BM25 for text, exact cosine for vectors, RRF to
+Pure Python (no numpy): token BM25 for text, exact cosine for vectors, fuse_hybrid to
 fuse them. Instances given the same :class:`InMemoryMemoryDB` see the same
 entries, as two opens of one file would. A test aid, never a backend.
 """
@@ -30,7 +30,7 @@ from jetpack.shared._memory import (
 from jetpack.shared._protocols import Embedder
 from jetpack.shared._time import utcnow
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
-from jetpack.shared.rules import new_memory_id, retention_score, rrf_fuse
+from jetpack.shared.rules import check_text, fuse_hybrid, new_memory_id, retention_score
 
 __all__ = ["InMemoryMemoryDB", "InMemoryMemoryStore", "tokenize"]
 
@@ -207,6 +207,7 @@ class InMemoryMemoryStore(AsyncStoreMixin):
 
     async def search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
         """Token BM25."""
+        check_text(query, "query")
         _check_limit(limit)
         return self._with_score(self._bm25(query), limit)
 
@@ -224,20 +225,23 @@ class InMemoryMemoryStore(AsyncStoreMixin):
 
     async def semantic_search_by_query(self, query: str, limit: int = 10) -> list[MemoryEntry]:
         """Embed then search; text search without an embedder."""
+        check_text(query, "query")
         if self._embedder is None:
             return await self.search(query, limit)
         (vector,) = await self._embedder.embed([query])
         return await self.semantic_search(vector, limit)
 
     async def hybrid_search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
-        """RRF of BM25 and vector ranks."""
+        """BM25 and cosine results fused by :func:`jetpack.shared.rules.fuse_hybrid`."""
+        check_text(query, "query")
         _check_limit(limit)
-        text = [i for i, _ in self._bm25(query)]
+        text = self._bm25(query)
         if self._embedder is None or not self._db.vectors:
-            return self._with_score(self._bm25(query), limit)
+            return self._with_score(text, limit)
         (vector,) = await self._embedder.embed([query])
-        semantic = [i for i, _ in self._cosine_rank(vector)][: max(limit * 5, 50)]
-        return self._with_score(rrf_fuse([text[: max(limit * 5, 50)], semantic]), limit)
+        depth = max(limit * 5, 50)
+        fused = fuse_hybrid(text[:depth], self._cosine_rank(vector)[:depth])
+        return self._with_score(fused, limit)
 
     async def compact(self, threshold: float) -> int:
         """Delete unprotected entries below ``threshold``."""

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from jetpack.shared._base import parse
+from jetpack.shared._base import MAX_METADATA_BYTES, parse
 from jetpack.shared._lifecycle import AsyncStoreMixin
 from jetpack.shared._tasks import (
-    FINAL_STATUSES,
     HELD_STATUSES,
+    OPEN_STATUSES,
     FailureType,
     Task,
     TaskInput,
@@ -30,7 +30,12 @@ from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
 from jetpack.shared.rules import (
     DEFAULT_CLAIM_TTL_MS,
     DEFAULT_RETRY_BASE_MS,
+    blocker_for,
+    blocker_names,
     check_agent_id,
+    check_imported,
+    check_json_object,
+    check_text,
     check_ttl,
     claim_order_key,
     dependants_closure,
@@ -39,6 +44,10 @@ from jetpack.shared.rules import (
     is_ready,
     new_task_id,
     next_after_failure,
+    plan_block,
+    resettle,
+    status_change,
+    topological_order,
 )
 
 __all__ = ["InMemoryTaskStore"]
@@ -87,6 +96,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
             raise ConflictError("dependency cycle: " + " -> ".join(cycle))
 
     def _held(self, task_id: str, agent_id: str) -> Task:
+        """The task ``agent_id`` holds; a lapsed claim is swept first, so it is lost."""
+        self._recover(utcnow())
         task = self._tasks.get(task_id)
         if task is None:
             raise NotFoundError("task", task_id)
@@ -99,6 +110,42 @@ class InMemoryTaskStore(AsyncStoreMixin):
         new = task.model_copy(update={**changes, "version": task.version + 1})
         self._tasks[task.id] = new
         return new
+
+    def _status_of(self, task_id: str) -> TaskStatus | None:
+        task = self._tasks.get(task_id)
+        return None if task is None else task.status
+
+    def _resettle(self, task: Task) -> Task:
+        """Place a waiting task where the dependency rules say (rules.resettle)."""
+        status, blockers = resettle(task, self._status_of)
+        if status is task.status and blockers == task.blockers:
+            return task
+        new = self._put(task, status=status, blockers=blockers)
+        self._after_status_change(task, new)
+        return new
+
+    def _after_status_change(self, old: Task, new: Task) -> None:
+        """The dependants' side of a status change: block, promote or resettle them."""
+        if new.status is old.status:
+            return
+        if new.status in (TaskStatus.FAILED, TaskStatus.BLOCKED):
+            label = next(
+                (b for b in new.blockers if blocker_names(b)), blocker_for(new.id, new.status)
+            )
+            assert label is not None
+            for dep_id, blockers in plan_block(new.id, label, self._dependants_of, self._tasks.get):
+                self._put(self._tasks[dep_id], status=TaskStatus.BLOCKED, blockers=blockers)
+        elif old.status in (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.COMPLETED):
+            self._resettle_closure(new.id)
+        elif new.status is TaskStatus.COMPLETED:
+            for dep_id in self._dependants_of(new.id):  # promote: pending ones may be ready
+                if self._tasks[dep_id].status is TaskStatus.PENDING:
+                    self._resettle(self._tasks[dep_id])
+
+    def _resettle_closure(self, task_id: str) -> None:
+        closure = dependants_closure(task_id, self._dependants_of)
+        for dep_id in topological_order(closure, self._deps_of):
+            self._resettle(self._tasks[dep_id])
 
     def _recover(self, now: datetime) -> list[Task]:
         out = []
@@ -122,16 +169,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
             assigned_agent=None,
             claim_expires_at=None,
         )
-        if retry.status is TaskStatus.FAILED:
-            for dep_id in dependants_closure(task.id, self._dependants_of):
-                dep = self._tasks[dep_id]
-                if dep.status not in FINAL_STATUSES:
-                    blocker = f"dependency {task.id} failed"
-                    blockers = (
-                        [*dep.blockers, blocker] if blocker not in dep.blockers else dep.blockers
-                    )
-                    self._put(dep, status=TaskStatus.BLOCKED, blockers=blockers)
-        return new
+        self._after_status_change(task, new)
+        return self._resettle(new)
 
     # -- CRUD --------------------------------------------------------------
 
@@ -152,7 +191,16 @@ class InMemoryTaskStore(AsyncStoreMixin):
                     raise ConflictError(f"task {task_id!r} already exists")
                 self._check_graph(task_id, item.dependencies, staged)
                 data = item.model_dump(exclude={"id"})
+                if item.status is TaskStatus.COMPLETED:
+                    data["completed_at"] = now
                 task = Task(id=task_id, created_at=now, updated_at=now, **data)
+
+                def status_of(dep: str) -> TaskStatus | None:
+                    found = staged.get(dep)
+                    return None if found is None else found.status
+
+                status, blockers = resettle(task, status_of)
+                task = task.model_copy(update={"status": status, "blockers": blockers})
                 staged[task_id] = task
                 created.append(task)
             self._tasks = staged
@@ -162,7 +210,7 @@ class InMemoryTaskStore(AsyncStoreMixin):
         self, tasks: Sequence[Task | Mapping[str, Any]], *, replace: bool = False
     ) -> int:
         """Write whole tasks, all or none."""
-        parsed = [parse(Task, t) for t in tasks]
+        parsed = [check_imported(parse(Task, t)) for t in tasks]
         ids = [t.id for t in parsed]
         if len(set(ids)) != len(ids):
             raise ConflictError("the same task id appears twice in the import")
@@ -175,6 +223,23 @@ class InMemoryTaskStore(AsyncStoreMixin):
             for task in parsed:
                 self._check_graph(task.id, task.dependencies, staged)
             self._tasks = staged
+            # Imported statuses are kept, except where the dependency rules place a
+            # waiting task (a batch task keeps its version and updated_at).
+            batch = set(ids)
+            touched = [*ids]
+            for task_id in ids:
+                touched.extend(dependants_closure(task_id, self._dependants_of))
+            for task_id in topological_order(touched, self._deps_of):
+                task = self._tasks[task_id]
+                status, blockers = resettle(task, self._status_of)
+                if status is task.status and blockers == task.blockers:
+                    continue
+                if task_id in batch:
+                    self._tasks[task_id] = task.model_copy(
+                        update={"status": status, "blockers": blockers}
+                    )
+                else:
+                    self._put(task, status=status, blockers=blockers)
             return len(parsed)
 
     async def get_task(self, task_id: str) -> Task | None:
@@ -191,9 +256,17 @@ class InMemoryTaskStore(AsyncStoreMixin):
                 raise NotFoundError("task", task_id)
             if "dependencies" in changes:
                 self._check_graph(task_id, changes["dependencies"], self._tasks)
-            if changes.get("status") is TaskStatus.COMPLETED and task.completed_at is None:
-                changes["completed_at"] = utcnow()
-            return self._put(task, **changes)
+            now = utcnow()
+            if "status" in changes:
+                changes.update(status_change(task, changes["status"], now))
+            new = self._put(task, **changes, updated_at=now)
+            if new.status in OPEN_STATUSES:
+                status, blockers = resettle(new, self._status_of)
+                new = self._tasks[task_id] = new.model_copy(
+                    update={"status": status, "blockers": blockers}
+                )
+            self._after_status_change(task, new)
+            return new
 
     async def delete_task(self, task_id: str) -> bool:
         """Delete a task nobody depends on."""
@@ -296,9 +369,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
         """Extend the holder's claim."""
         ttl = check_ttl(ttl_ms if ttl_ms is not None else self.claim_ttl_ms)
         async with self._lock:
-            now = utcnow()
-            self._recover(now)
             task = self._held(task_id, agent_id)
+            now = utcnow()
             return self._put(task, claim_expires_at=now + timedelta(milliseconds=ttl))
 
     async def start_task(self, task_id: str, agent_id: str) -> Task:
@@ -310,10 +382,14 @@ class InMemoryTaskStore(AsyncStoreMixin):
     async def release_task(self, task_id: str, agent_id: str) -> bool:
         """Give a held task back without using a retry."""
         async with self._lock:
+            self._recover(utcnow())
             task = self._tasks.get(task_id)
             if task is None or task.status not in HELD_STATUSES or task.assigned_agent != agent_id:
                 return False
-            self._put(task, status=TaskStatus.READY, assigned_agent=None, claim_expires_at=None)
+            back = self._put(
+                task, status=TaskStatus.READY, assigned_agent=None, claim_expires_at=None
+            )
+            self._resettle(back)
             return True
 
     async def complete_task(
@@ -325,6 +401,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
         result: Mapping[str, Any] | None = None,
     ) -> Task:
         """Finish a held task."""
+        if result is not None:
+            check_json_object(result, "result", MAX_METADATA_BYTES)
         async with self._lock:
             task = self._held(task_id, agent_id)
             now = utcnow()
@@ -333,7 +411,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
             metadata = dict(task.metadata)
             if result is not None:
                 metadata["result"] = dict(result)
-            return self._put(
+                check_json_object(metadata, "result", MAX_METADATA_BYTES)
+            done = self._put(
                 task,
                 status=TaskStatus.COMPLETED,
                 completed_at=now,
@@ -342,6 +421,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
                 metadata=metadata,
                 updated_at=now,
             )
+            self._after_status_change(task, done)
+            return done
 
     async def fail_task(
         self,
@@ -352,6 +433,7 @@ class InMemoryTaskStore(AsyncStoreMixin):
     ) -> Task:
         """Record a failed attempt."""
         kind = FailureType(failure_type)
+        check_text(error, "error")
         async with self._lock:
             task = self._held(task_id, agent_id)
             return self._apply_failure(task, error, kind, utcnow(), self.retry_base_ms)

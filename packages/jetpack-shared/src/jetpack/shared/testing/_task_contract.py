@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 
 from jetpack.shared import (
+    MAX_JSON_DEPTH,
     FailureType,
     Task,
     TaskPriority,
@@ -34,12 +35,30 @@ from jetpack.shared import (
     utcnow,
 )
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
+from jetpack.shared.rules import MAX_TTL_MS
 from jetpack.shared.testing._procs import claim_worker, run_in_processes
 from jetpack.shared.testing._spec import StoreSpec
 
 __all__ = ["TaskStoreContract"]
 
 BASE_MS = 300
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON object nested ``depth`` levels deep."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def names(task: Task | None, blocker_id: str) -> bool:
+    """True when ``task`` is blocked with a blocker naming ``blocker_id``."""
+    return (
+        task is not None
+        and task.status is TaskStatus.BLOCKED
+        and any(blocker_id in b for b in task.blockers)
+    )
 
 
 class TaskStoreContract:
@@ -85,7 +104,7 @@ class TaskStoreContract:
             }
         )
         assert created.id.startswith("bd-")
-        assert created.status is TaskStatus.PENDING
+        assert created.status is TaskStatus.READY, "nothing keeps it waiting: stored ready"
         assert created.created_at.tzinfo is not None
         fetched = await store.get_task(created.id)
         assert fetched == created
@@ -310,7 +329,8 @@ class TaskStoreContract:
             await store.claim_next("agent-1", ttl_ms=0)
         assert info.value.field == "ttl_ms"
         still = await store.get_task(task.id)
-        assert still is not None and still.status is TaskStatus.PENDING
+        assert still is not None and still.status is TaskStatus.READY
+        assert still.assigned_agent is None
 
     async def test_claim_next_respects_skills(self, store: TaskStore) -> None:
         """claim_next only takes tasks whose required skills the agent has; None = any."""
@@ -477,6 +497,312 @@ class TaskStoreContract:
         back = await store.get_task(task.id)
         assert back is not None and back.assigned_agent is None
         assert back.status in (TaskStatus.READY, TaskStatus.PENDING)
+
+    # -- lapsed claims -----------------------------------------------------
+
+    @pytest.mark.parametrize("action", ["renew", "start", "complete", "fail", "release"])
+    async def test_a_lapsed_claim_is_lost_to_its_holder(
+        self, store: TaskStore, action: str
+    ) -> None:
+        """Past claim_expires_at the claim is lost, even before any sweep ran.
+
+        renew_claim, start_task, complete_task and fail_task raise ConflictError
+        (release_task returns False), and the task is back in the queue as if
+        the sweep had run: no holder, one retry used, failure ``stalled``. That
+        is durable: a second attempt is refused too and the task can be claimed.
+        """
+        task = await store.create_task({"title": "t", "max_retries": 3})
+        await store.claim_task(task.id, "agent-1", ttl_ms=100)
+        await asyncio.sleep(0.25)
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "renew": lambda: store.renew_claim(task.id, "agent-1", ttl_ms=60_000),
+            "start": lambda: store.start_task(task.id, "agent-1"),
+            "complete": lambda: store.complete_task(task.id, "agent-1"),
+            "fail": lambda: store.fail_task(task.id, "agent-1", "boom"),
+            "release": lambda: store.release_task(task.id, "agent-1"),
+        }
+        if action == "release":
+            assert await calls[action]() is False
+        else:
+            with pytest.raises(ConflictError):
+                await calls[action]()
+        back = await store.get_task(task.id)
+        assert back is not None and back.assigned_agent is None
+        assert back.status is TaskStatus.READY and back.claim_expires_at is None
+        assert back.retry_count == 1 and back.failure_type is FailureType.STALLED
+        with pytest.raises(ConflictError):
+            await store.complete_task(task.id, "agent-1")
+        again = await store.claim_next("agent-2")
+        assert again is not None and again.id == task.id
+
+    # -- dependants of failed and blocked tasks ----------------------------
+
+    async def _failed(self, store: TaskStore, title: str = "root") -> Task:
+        task = await store.create_task({"title": title, "max_retries": 0})
+        assert await store.claim_task(task.id, "agent-1") is not None
+        failed = await store.fail_task(task.id, "agent-1", "fatal")
+        assert failed.status is TaskStatus.FAILED
+        return failed
+
+    async def test_a_new_dependant_of_a_failed_task_is_blocked(self, store: TaskStore) -> None:
+        """create_task/create_tasks depending on a failed or blocked task: blocked, naming it."""
+        root = await self._failed(store)
+        child = await store.create_task({"title": "child", "dependencies": [root.id]})
+        assert names(child, root.id)
+        assert names(await store.get_task(child.id), root.id)
+        grandchild, other = await store.create_tasks(
+            [
+                {"title": "grandchild", "dependencies": [child.id]},
+                {"title": "other", "dependencies": [root.id]},
+            ]
+        )
+        assert names(grandchild, child.id) and names(other, root.id)
+        assert await store.get_ready_tasks() == []
+
+    async def test_adding_a_failed_dependency_blocks_the_task_and_its_dependants(
+        self, store: TaskStore
+    ) -> None:
+        """update_task adding a failed dependency blocks the task and everything below it."""
+        root = await self._failed(store)
+        task = await store.create_task({"title": "task"})
+        below = await store.create_task({"title": "below", "dependencies": [task.id]})
+        updated = await store.update_task(task.id, {"dependencies": [root.id]})
+        assert names(updated, root.id)
+        below_now = await store.get_task(below.id)
+        assert below_now is not None and below_now.status is TaskStatus.BLOCKED
+        late = await store.create_task({"title": "late"})
+        await store.update_task(late.id, {"dependencies": [below.id]})
+        assert names(await store.get_task(late.id), below.id)
+
+    async def test_update_to_failed_blocks_dependants(self, store: TaskStore) -> None:
+        """update_task(id, {"status": "failed"}) blocks the dependants, as fail_task does."""
+        root = await store.create_task({"title": "root"})
+        child = await store.create_task({"title": "child", "dependencies": [root.id]})
+        grandchild = await store.create_task({"title": "gc", "dependencies": [child.id]})
+        failed = await store.update_task(root.id, {"status": "failed"})
+        assert failed.status is TaskStatus.FAILED
+        assert names(await store.get_task(child.id), root.id)
+        assert names(await store.get_task(grandchild.id), root.id)
+
+    async def test_blocking_by_hand_blocks_dependants_until_unblocked(
+        self, store: TaskStore
+    ) -> None:
+        """A task set blocked by update blocks its dependants; unblocking it releases them."""
+        gate = await store.create_task({"title": "gate"})
+        after = await store.create_task({"title": "after", "dependencies": [gate.id]})
+        held = await store.update_task(
+            gate.id, {"status": "blocked", "blockers": ["needs a decision"]}
+        )
+        assert held.status is TaskStatus.BLOCKED
+        assert names(await store.get_task(after.id), gate.id)
+        late = await store.create_task({"title": "late", "dependencies": [gate.id]})
+        assert names(late, gate.id)
+        freed = await store.update_task(gate.id, {"status": "pending", "blockers": []})
+        assert freed.status is TaskStatus.READY
+        for task_id in (after.id, late.id):
+            back = await store.get_task(task_id)
+            assert back is not None and back.status is TaskStatus.PENDING and back.blockers == []
+
+    async def test_retrying_a_failed_task_releases_its_dependants(self, store: TaskStore) -> None:
+        """Reopening a failed task (update to pending) unblocks what it blocked; they then run."""
+        root = await self._failed(store)
+        child = await store.create_task({"title": "child", "dependencies": [root.id]})
+        grandchild = await store.create_task({"title": "gc", "dependencies": [child.id]})
+        reopened = await store.update_task(root.id, {"status": "pending"})
+        assert reopened.status is TaskStatus.READY
+        for task_id in (child.id, grandchild.id):
+            back = await store.get_task(task_id)
+            assert back is not None and back.status is TaskStatus.PENDING and back.blockers == []
+        assert await store.claim_task(root.id, "agent-1") is not None
+        await store.complete_task(root.id, "agent-1")
+        assert [t.id for t in await store.get_ready_tasks()] == [child.id]
+
+    async def test_update_cannot_make_a_held_task(self, store: TaskStore) -> None:
+        """Status claimed/in_progress comes only from claims: update_task refuses it (status)."""
+        task = await store.create_task({"title": "t"})
+        for status in ("claimed", "in_progress"):
+            with pytest.raises(ValidationError) as info:
+                await store.update_task(task.id, {"status": status})
+            assert info.value.field == "status"
+        assert await store.get_task(task.id) == task
+
+    async def test_update_out_of_a_claim_ends_it(self, store: TaskStore) -> None:
+        """update_task moving a held task back to the queue ends the claim: no holder, no expiry."""
+        task = await store.create_task({"title": "t"})
+        await store.claim_task(task.id, "agent-1")
+        back = await store.update_task(task.id, {"status": "pending"})
+        assert back.status is TaskStatus.READY
+        assert back.assigned_agent is None and back.claim_expires_at is None
+        with pytest.raises(ConflictError):
+            await store.complete_task(task.id, "agent-1")
+        assert await store.get_tasks_by_agent("agent-1") == []
+        done = await store.update_task(task.id, {"status": "completed"})
+        assert done.completed_at is not None and done.claim_expires_at is None
+
+    async def test_import_refuses_a_held_task_without_holder_or_expiry(
+        self, store: TaskStore
+    ) -> None:
+        """import_tasks of a claimed/in_progress task needs its agent and expiry (else status)."""
+        now = utcnow()
+        base: dict[str, Any] = {"title": "t", "created_at": now, "updated_at": now}
+        cases: list[tuple[str, dict[str, Any]]] = [
+            ("claimed", {}),
+            ("in_progress", {"assigned_agent": "agent-1"}),
+            ("claimed", {"claim_expires_at": now + timedelta(minutes=5)}),
+        ]
+        for status, extra in cases:
+            with pytest.raises(ValidationError) as info:
+                await store.import_tasks([{**base, "id": "bd-held", "status": status, **extra}])
+            assert info.value.field == "status"
+        assert await store.list_tasks() == []
+        expires = now + timedelta(minutes=5)
+        held = {"status": "claimed", "assigned_agent": "agent-1", "claim_expires_at": expires}
+        assert await store.import_tasks([{**base, "id": "bd-held", **held}]) == 1
+        done = await store.complete_task("bd-held", "agent-1")
+        assert done.status is TaskStatus.COMPLETED
+
+    async def test_import_blocks_dependants_of_failed_tasks(self, store: TaskStore) -> None:
+        """Imported edges to failed or blocked tasks block, in the batch and among stored tasks."""
+        now = utcnow()
+
+        def task(task_id: str, status: str = "pending", *deps: str) -> Task:
+            return Task(
+                id=task_id,
+                title=task_id,
+                status=TaskStatus(status),
+                dependencies=list(deps),
+                created_at=now,
+                updated_at=now,
+            )
+
+        await store.import_tasks([task("bd-x"), task("bd-y", "pending", "bd-x")])
+        assert await store.import_tasks(
+            [task("bd-b", "pending", "bd-a"), task("bd-a", "failed"), task("bd-c", "ready", "bd-b")]
+        )
+        assert names(await store.get_task("bd-b"), "bd-a")
+        c = await store.get_task("bd-c")
+        assert c is not None and c.status is TaskStatus.BLOCKED
+        await store.import_tasks([task("bd-x", "failed")], replace=True)
+        assert names(await store.get_task("bd-y"), "bd-x")
+        await store.import_tasks([task("bd-x", "completed")], replace=True)
+        y = await store.get_task("bd-y")
+        assert y is not None and y.status is TaskStatus.READY and y.blockers == []
+
+    # -- stored status agrees with the ready rule ----------------------------
+
+    async def test_stored_status_agrees_with_readiness(self, store: TaskStore) -> None:
+        """Status ``ready`` is stored exactly for tasks ready to claim, back-off aside.
+
+        A task is created ``ready`` when nothing keeps it waiting, else ``pending``;
+        it is promoted when its last dependency completes and demoted when a new
+        open dependency is added; list_tasks(status=ready) and get_ready_tasks
+        agree. A task in retry back-off is stored ``ready`` but not yet returned
+        by get_ready_tasks.
+        """
+
+        async def listed() -> set[str]:
+            return {t.id for t in await store.list_tasks({"status": "ready"})}
+
+        async def ready() -> set[str]:
+            return {t.id for t in await store.get_ready_tasks()}
+
+        a = await store.create_task({"title": "a"})
+        b = await store.create_task({"title": "b"})
+        c = await store.create_task({"title": "c", "dependencies": [a.id, b.id]})
+        d = await store.create_task({"title": "d", "dependencies": [c.id]})
+        e = await store.create_task({"title": "e", "blockers": ["needs a decision"]})
+        assert c.status is TaskStatus.PENDING and e.status is TaskStatus.PENDING
+        assert await listed() == await ready() == {a.id, b.id}
+        for task in (a, b):
+            await store.claim_task(task.id, "agent-1")
+            await store.complete_task(task.id, "agent-1")
+        assert await listed() == await ready() == {c.id}
+        blocker = await store.create_task({"title": "blocker"})
+        demoted = await store.update_task(c.id, {"dependencies": [a.id, blocker.id]})
+        assert demoted.status is TaskStatus.PENDING
+        assert await listed() == await ready() == {blocker.id}
+        await store.update_task(e.id, {"blockers": []})
+        assert await listed() == await ready() == {blocker.id, e.id}
+        flaky = await store.create_task({"title": "flaky", "max_retries": 2})
+        await store.claim_task(flaky.id, "agent-1")
+        await store.fail_task(flaky.id, "agent-1", "boom")
+        assert flaky.id in await listed() and flaky.id not in await ready(), "back-off"
+        stored = await store.get_task(d.id)
+        assert stored is not None and stored.status is TaskStatus.PENDING
+
+    # -- hostile input -------------------------------------------------------
+
+    async def test_deep_nesting_and_lone_surrogates_are_refused(self, store: TaskStore) -> None:
+        """Nesting past MAX_JSON_DEPTH and lone surrogates: ValidationError, nothing written."""
+        task = await store.create_task({"title": "keep", "metadata": nested(MAX_JSON_DEPTH)})
+        await store.claim_task(task.id, "agent-1")
+        before = await store.get_task(task.id)
+        creates: list[tuple[str, dict[str, Any]]] = [
+            ("metadata", {"title": "t", "metadata": nested(MAX_JSON_DEPTH + 1)}),
+            ("metadata", {"title": "t", "metadata": nested(5_000)}),
+            ("metadata", {"title": "t", "metadata": {"\ud800": 1}}),
+            ("metadata", {"title": "t", "metadata": {"k": ["ok", "\udfff"]}}),
+            ("title", {"title": "bad \ud800"}),
+            ("description", {"title": "t", "description": "\ud800"}),
+            ("tags", {"title": "t", "tags": ["\ud800"]}),
+        ]
+        for field, data in creates:
+            with pytest.raises(ValidationError) as info:
+                await store.create_task(data)
+            assert info.value.field.split(".")[0] == field, data
+        updates: list[tuple[str, dict[str, Any]]] = [
+            ("metadata", {"metadata": nested(5_000)}),
+            ("metadata", {"metadata": {"\ud800": "x"}}),
+            ("title", {"title": "\udc00"}),
+        ]
+        for field, data in updates:
+            with pytest.raises(ValidationError) as info:
+                await store.update_task(task.id, data)
+            assert info.value.field.split(".")[0] == field, data
+        with pytest.raises(ValidationError) as info:
+            await store.fail_task(task.id, "agent-1", "bad \ud800")
+        assert info.value.field == "error"
+        with pytest.raises(ValidationError) as info:
+            await store.complete_task(task.id, "agent-1", result=nested(5_000))
+        assert info.value.field == "result"
+        with pytest.raises(ValidationError) as info:
+            await store.complete_task(task.id, "agent-1", result={"\ud800": 1})
+        assert info.value.field == "result"
+        now = utcnow()
+        with pytest.raises(ValidationError) as info:
+            await store.import_tasks(
+                [
+                    {
+                        "id": "bd-deep",
+                        "title": "t",
+                        "created_at": now,
+                        "updated_at": now,
+                        "metadata": nested(5_000),
+                    }
+                ]
+            )
+        assert info.value.field.split(".")[0] == "metadata"
+        assert [t.id for t in await store.list_tasks()] == [task.id]
+        assert await store.get_task(task.id) == before
+
+    @pytest.mark.parametrize("ttl_ms", [MAX_TTL_MS + 1, 2**62])
+    async def test_ttl_over_a_year_is_refused(self, store: TaskStore, ttl_ms: int) -> None:
+        """claim_task, claim_next and renew_claim refuse TTLs over a year, naming ttl_ms."""
+        task = await store.create_task({"title": "t"})
+        other = await store.create_task({"title": "other"})
+        with pytest.raises(ValidationError) as info:
+            await store.claim_task(task.id, "agent-1", ttl_ms=ttl_ms)
+        assert info.value.field == "ttl_ms"
+        with pytest.raises(ValidationError) as info:
+            await store.claim_next("agent-1", ttl_ms=ttl_ms)
+        assert info.value.field == "ttl_ms"
+        assert {t.id for t in await store.get_ready_tasks()} == {task.id, other.id}
+        claimed = await store.claim_task(task.id, "agent-1", ttl_ms=MAX_TTL_MS)
+        assert claimed is not None
+        with pytest.raises(ValidationError) as info:
+            await store.renew_claim(task.id, "agent-1", ttl_ms=ttl_ms)
+        assert info.value.field == "ttl_ms"
+        assert await store.get_task(task.id) == claimed
 
     # -- queries -----------------------------------------------------------
 
