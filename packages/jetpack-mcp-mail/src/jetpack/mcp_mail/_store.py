@@ -22,7 +22,6 @@ from jetpack.mcp_mail._checks import (
     subscription_key,
 )
 from jetpack.mcp_mail._db import Database
-from jetpack.mcp_mail._delivery import DeadLetter, Dispatcher
 from jetpack.mcp_mail._leases import LeaseOps
 from jetpack.mcp_mail._options import Options
 from jetpack.mcp_mail._wake import Notifier, WakeListener
@@ -39,6 +38,7 @@ from jetpack.shared import (
     utcnow,
 )
 from jetpack.shared.config import JetpackConfig
+from jetpack.shared.delivery import DeadLetter, Dispatcher
 from jetpack.shared.errors import UnavailableError, ValidationError
 from jetpack.shared.rules import new_message_id, outgoing
 

@@ -14,7 +14,8 @@
  * Routing: a broadcast goes to the sockets subscribed to its type (or `*`);
  * a direct message to every socket of its recipient, and stays in the inbox
  * until acknowledged (or retention). A socket that connects with
- * `since=<seq>` is sent what it missed, in order, before anything live.
+ * `since=<seq>` is sent what it missed, in order, before anything live
+ * (`from=<seq>`: broadcasts only after that one).
  */
 import { DurableObject } from "cloudflare:workers";
 import { type AuditRecord, auditStatement, type Bindings, fromZod, newId, toIso } from "@jetpack/gateway";
@@ -360,16 +361,22 @@ export class MailboxDO extends DurableObject<Bindings> {
       types,
       catchup: null,
     };
+    let pos: number;
+    let from: number;
     if (sinceText === null) {
       // A fresh bus: every unacknowledged direct message, then broadcasts after its cursor.
       const cursor = this.sql
         .exec<{ seq: number }>("SELECT seq FROM cursors WHERE agent_id = ?", agent)
         .toArray()[0];
-      this.replay(server, att, 0, cursor?.seq ?? this.counter("seq"));
+      pos = 0;
+      from = cursor?.seq ?? this.counter("seq");
     } else {
-      const since = Number(sinceText);
-      this.replay(server, att, since, since);
+      pos = Number(sinceText);
+      from = Math.max(pos, Number(url.searchParams.get("from") ?? "0"));
     }
+    // The broadcast floor, so a connection lost during this replay resumes it exactly.
+    this.send(server, JSON.stringify({ op: "hello", from }));
+    this.replay(server, att, pos, from);
     return new Response(null, { status: 101, webSocket: client });
   }
 

@@ -133,7 +133,7 @@ function registerMail(app: GatewayApp): void {
       path: "/api/mail/subscribe",
       summary: "WebSocket: the agent's live messages, after a replay of what it missed",
       description:
-        "Server frames: `msg` (a Message), `more` (a replay page ended: send `more`), `ready` (replay done), " +
+        "Server frames: `hello` (the broadcast floor), `msg` (a Message), `more` (a replay page ended: send `more`), `ready` (replay done), " +
         "`ok`/`error` (answers to `pub`), `subok`. Client frames: `pub`, `sub`, `read`, `cursor`, `more`.",
       tags: mailTags,
       security,
@@ -153,6 +153,7 @@ function registerMail(app: GatewayApp): void {
       const url = new URL("https://mailbox/subscribe");
       if (types.length > 0) url.searchParams.set("types", [...new Set(parsed.data)].join(","));
       if (query.since !== undefined) url.searchParams.set("since", String(query.since));
+      if (query.from !== undefined) url.searchParams.set("from", String(query.from));
       const headers = new Headers({
         Upgrade: "websocket",
         "X-Jetpack-Agent": query.agent_id,

@@ -101,6 +101,12 @@ export const SubscribeQuery = z.object({
     .optional()
     .openapi({ description: "Resume: everything after this seq. Omitted: the unacknowledged direct "
       + "messages, then broadcasts after the agent's saved cursor (or from now)." }),
+  from: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .openapi({ description: "With `since`: broadcasts only after this seq (the `hello` frame's `from`)." }),
   types: z
     .string()
     .max(1000)

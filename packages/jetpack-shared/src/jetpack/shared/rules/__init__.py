@@ -9,11 +9,19 @@ from jetpack.shared.rules._checks import (
     MAX_TTL_MS,
     check_agent_id,
     check_json_object,
+    check_limit,
     check_text,
     check_ttl,
 )
 from jetpack.shared.rules._ids import base36, new_id, new_memory_id, new_message_id, new_task_id
-from jetpack.shared.rules._messages import Outgoing, outgoing
+from jetpack.shared.rules._messages import (
+    Outgoing,
+    check_info,
+    check_message_id,
+    message_type,
+    outgoing,
+    subscription_key,
+)
 from jetpack.shared.rules._paths import (
     MAX_PATH_CHARS,
     is_glob,
@@ -64,7 +72,10 @@ __all__ = [
     "blocker_names",
     "check_agent_id",
     "check_imported",
+    "check_info",
     "check_json_object",
+    "check_limit",
+    "check_message_id",
     "check_text",
     "check_ttl",
     "claim_order_key",
@@ -76,6 +87,7 @@ __all__ = [
     "is_final",
     "is_glob",
     "is_ready",
+    "message_type",
     "new_id",
     "new_memory_id",
     "new_message_id",
@@ -89,5 +101,6 @@ __all__ = [
     "retention_score",
     "retry_delay_ms",
     "status_change",
+    "subscription_key",
     "topological_order",
 ]

@@ -1,4 +1,8 @@
-"""What a bus sends: ``publish``/``send_to`` take a type and payload, or a whole Message."""
+"""What a bus sends and the checks of its arguments, the same on every mail backend.
+
+``publish``/``send_to`` take a type and payload, or a whole Message
+(:func:`outgoing`); the other checks raise ValidationError naming the argument.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jetpack.shared._base import MAX_METADATA_BYTES
 from jetpack.shared._mail import Message, MessageType
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules._checks import check_json_object, check_text
 
-__all__ = ["Outgoing", "outgoing"]
+__all__ = [
+    "Outgoing",
+    "check_info",
+    "check_message_id",
+    "message_type",
+    "outgoing",
+    "subscription_key",
+]
+
+
+def message_type(value: MessageType | str, field: str = "type") -> MessageType:
+    """One of the 19 message types, or ValidationError."""
+    try:
+        return MessageType(value)
+    except ValueError:
+        raise ValidationError(field, f"unknown message type {value!r}") from None
+
+
+def subscription_key(value: MessageType | str) -> str:
+    """A message type value, or ``"*"``."""
+    return "*" if value == "*" else message_type(value).value
+
+
+def check_info(info: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Heartbeat extras: a JSON object of at most MAX_METADATA_BYTES."""
+    if info is None:
+        return {}
+    return check_json_object(info, "info", MAX_METADATA_BYTES)
+
+
+def check_message_id(message_id: object) -> str:
+    """A non-empty string that can be stored (no lone surrogates)."""
+    if not isinstance(message_id, str) or not message_id.strip():
+        raise ValidationError("message_id", "must be a non-empty string")
+    return check_text(message_id, "message_id")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
-"""Calling subscribers: each handler in turn, failures retried in the background.
+"""Calling a bus's subscribers: each handler in turn, failures retried in the background.
 
-A handler that raises is logged and retried on its own task with exponential
-back-off (``jetpack.shared.rules.retry_delay_ms``), so it blocks neither the
-other handlers nor the next messages. After the last attempt the (message,
-handler) pair goes to the dead-letter list.
+Shared by the mail buses (jetpack-mcp-mail, jetpack-cf-mail), so handlers behave
+the same on every backend. A handler that raises is logged and retried on its
+own task with exponential back-off (``jetpack.shared.rules.retry_delay_ms``), so
+it blocks neither the other handlers nor the next messages. After the last
+attempt the (message, handler) pair goes to the bus's dead-letter sink.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jetpack.shared.rules import retry_delay_ms
 
 __all__ = ["DeadLetter", "Dispatcher", "handler_name"]
 
-logger = logging.getLogger("jetpack.mcp_mail")
+logger = logging.getLogger("jetpack.shared.delivery")
 
 DeadLetterSink = Callable[[Message, str, str, int], Awaitable[None]]
 
@@ -29,7 +30,7 @@ DeadLetterSink = Callable[[Message, str, str, int], Awaitable[None]]
 class DeadLetter(JetpackModel):
     """A message one of this agent's handlers failed to process on every attempt."""
 
-    id: int = Field(description="Row id in the dead_letters table.")
+    id: int = Field(description="Row id in the bus's dead-letter table.")
     message: Message = Field(description="The message, as delivered.")
     handler: str = Field(description="Qualified name of the handler that failed.")
     error: str = Field(description="The last error, as ``Type: text``.")
@@ -63,6 +64,10 @@ class Dispatcher:
         handlers = self._handlers.get(key)
         if handlers and handler in handlers:
             handlers.remove(handler)
+
+    def keys(self) -> set[str]:
+        """The types (and ``"*"``) that have at least one handler."""
+        return {key for key, handlers in self._handlers.items() if handlers}
 
     def handlers_for(self, message: Message) -> list[MessageHandler]:
         """The handlers of the message's type, then the ``"*"`` handlers."""
