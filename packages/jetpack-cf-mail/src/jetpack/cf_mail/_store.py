@@ -19,6 +19,7 @@ from typing import Any, Literal, Self
 
 from jetpack.cf_mail import _wire
 from jetpack.cf_mail._leases import LeaseOps
+from jetpack.cf_mail._link import LeaseSocket
 from jetpack.cf_mail._options import Options
 from jetpack.cf_mail._socket import MailSocket
 from jetpack.shared import (
@@ -76,15 +77,27 @@ class CloudflareMailBus(LeaseOps, AsyncStoreMixin):
             timeout=self._options.request_timeout_ms / 1000,
             retries=self._options.retries,
         )
+        link = {
+            "backoff_base": self._options.reconnect_base_ms / 1000,
+            "backoff_max": self._options.reconnect_max_ms / 1000,
+            "open_timeout": self._options.open_timeout_ms / 1000,
+        }
+        token = api_token.strip()
         self._socket = MailSocket(
             self._client.url,
-            api_token.strip(),
+            token,
             self._agent_id,
             self._received,
-            backoff_base=self._options.reconnect_base_ms / 1000,
-            backoff_max=self._options.reconnect_max_ms / 1000,
-            open_timeout=self._options.open_timeout_ms / 1000,
             ack_timeout=self._options.ack_timeout_ms / 1000,
+            **link,
+        )
+        self._leases = LeaseSocket(
+            self._client.url,
+            token,
+            _wire.LEASE_SOCKET,
+            self._agent_id,
+            call_timeout=self._options.request_timeout_ms / 1000,
+            **link,
         )
         self._dispatcher = Dispatcher(
             attempts=self._options.handler_attempts,
@@ -163,6 +176,7 @@ class CloudflareMailBus(LeaseOps, AsyncStoreMixin):
                 await runner
         await self._dispatcher.close()
         await self._release_granted()
+        await self._leases.close()
         await self._socket.close()
         await self._client.aclose()
 

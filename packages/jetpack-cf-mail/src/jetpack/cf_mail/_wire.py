@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
 
 from jetpack.shared import AgentPresence, Lease, LeaseStatus, Message
 from jetpack.shared.delivery import DeadLetter
@@ -26,6 +25,7 @@ __all__ = [
     "INBOX",
     "LEASE",
     "LEASES",
+    "LEASE_SOCKET",
     "PUBLISH",
     "RENEW",
     "SUBSCRIBE",
@@ -43,7 +43,6 @@ __all__ = [
     "read_frame",
     "status_of",
     "sub_frame",
-    "subscribe_url",
 ]
 
 PUBLISH = "/api/mail/publish"
@@ -54,6 +53,7 @@ HEARTBEAT = "/api/mail/heartbeat"
 AGENTS = "/api/mail/agents"
 DEAD_LETTERS = "/api/mail/dead-letters"
 LEASE = "/api/mail/lease"
+LEASE_SOCKET = "/api/mail/lease/socket"
 RENEW = "/api/mail/lease/renew"
 LEASES = "/api/mail/leases"
 
@@ -61,18 +61,6 @@ LEASES = "/api/mail/leases"
 def dumps(value: Any) -> str:
     """Compact JSON, ASCII only (lone surrogates were refused before)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def subscribe_url(worker_url: str, agent_id: str, types: Iterable[str], since: int | None) -> str:
-    """The WebSocket URL of ``agent_id``'s stream (``http`` → ``ws``, ``https`` → ``wss``)."""
-    base = "ws" + worker_url.removeprefix("http")
-    query: dict[str, str | int] = {"agent_id": agent_id}
-    chosen = sorted(set(types))
-    if chosen:
-        query["types"] = ",".join(chosen)
-    if since is not None:
-        query["since"] = since
-    return f"{base}{SUBSCRIBE}?{urlencode(query)}"
 
 
 def message_of(data: Any) -> Message:

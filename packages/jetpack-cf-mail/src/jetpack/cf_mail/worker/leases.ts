@@ -6,11 +6,16 @@
  * grant) is atomic. Fencing tokens come from one counter per project and only
  * grow. Expiry is checked in every decision; an alarm at the earliest expiry
  * deletes lapsed rows.
+ *
+ * The same operations are HTTP routes and frames on a WebSocket (hibernating,
+ * tagged by agent) that a bus keeps open: a frame costs far less than a
+ * request, and the socket's agent is the one the gateway let open it.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type Bindings, toIso } from "@jetpack/gateway";
-import { pathsOverlap } from "./paths";
-import type { Lease, LeaseGrant, LeaseStatus } from "./schemas";
+import { type Bindings, newId, toIso } from "@jetpack/gateway";
+import { normalizeLeasePath, pathsOverlap } from "./paths";
+import { type Lease, LeaseFrame, type LeaseGrant, type LeaseStatus } from "./schemas";
+import { AuditBuffer, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
 
 interface LeaseRow extends Record<string, SqlStorageValue> {
   path: string;
@@ -36,10 +41,12 @@ function toLease(row: LeaseRow): Lease {
 
 export class LeaseDO extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
+  private readonly audit: AuditBuffer;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.audit = new AuditBuffer(ctx, env.DB, "/api/mail/lease/socket");
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS leases (
         path TEXT NOT NULL, agent_id TEXT NOT NULL, exclusive INTEGER NOT NULL,
@@ -179,6 +186,68 @@ export class LeaseDO extends DurableObject<Bindings> {
   /** Every live lease, in grant order. */
   list(): Lease[] {
     return this.live(Date.now()).map(toLease);
+  }
+
+  // -- the socket ---------------------------------------------------------------------------
+
+  /** Accept a socket the route authenticated (see `sockets.ts`). */
+  override async fetch(request: Request): Promise<Response> {
+    const speaker = speakerOf(request, newId("ws"));
+    if (speaker === null) return new Response("expected a WebSocket upgrade from the lease route", { status: 426 });
+    const pair = new WebSocketPair();
+    const [client, server] = Object.values(pair) as [WebSocket, WebSocket];
+    this.ctx.acceptWebSocket(server, [`a:${speaker.agent}`]);
+    server.serializeAttachment(speaker);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** One lease operation as the socket's agent, answered `ok` (`r`: as the route's) or `error`. */
+  override webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): void {
+    const who = ws.deserializeAttachment() as Speaker | null;
+    if (who === null) return;
+    const data = parseFrame(ws, raw);
+    if (data === null) return;
+    const parsed = LeaseFrame.safeParse(data);
+    if (!parsed.success) {
+      this.audit.add(who, "invalid", 422, refuse(ws, data, parsed.error));
+      return;
+    }
+    const frame = parsed.data;
+    if (frame.op === "list") {
+      send(ws, { op: "ok", ref: frame.ref, r: { leases: this.list() } });
+      return;
+    }
+    const norm = normalizeLeasePath(frame.path);
+    if (!norm.ok) {
+      send(ws, { op: "error", ref: frame.ref, code: "invalid", message: norm.message, field: "path" });
+      this.audit.add(who, frame.op, 422, "invalid");
+      return;
+    }
+    let answer: unknown;
+    switch (frame.op) {
+      case "acquire":
+        answer = this.acquire(who.agent, norm.path, frame.exclusive, frame.ttl_ms);
+        break;
+      case "renew":
+        answer = { renewed: this.renew(who.agent, norm.path, frame.ttl_ms) };
+        break;
+      case "release":
+        answer = { released: this.release(who.agent, norm.path, frame.fencing_token ?? null) };
+        break;
+      case "status":
+        answer = this.status(norm.path);
+        break;
+    }
+    send(ws, { op: "ok", ref: frame.ref, r: answer });
+    if (frame.op !== "status") this.audit.add(who, frame.op, 200);
+  }
+
+  override webSocketClose(ws: WebSocket, code: number, reason: string): void {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // already closed
+    }
   }
 
   /** Delete lapsed leases; come back at the next expiry. */

@@ -18,14 +18,9 @@
  * (`from=<seq>`: broadcasts only after that one).
  */
 import { DurableObject } from "cloudflare:workers";
-import { type AuditRecord, auditStatement, type Bindings, fromZod, newId, toIso } from "@jetpack/gateway";
-import {
-  type AgentPresence,
-  ClientFrame,
-  type DeadLetter,
-  type Message,
-  type Outgoing,
-} from "./schemas";
+import { type Bindings, newId, toIso } from "@jetpack/gateway";
+import { type AgentPresence, ClientFrame, type DeadLetter, type Message, type Outgoing } from "./schemas";
+import { AuditBuffer, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
 
 const DAY_MS = 86_400_000;
 /** Messages, dead letters, cursors and presence rows older than this are deleted (by alarm). */
@@ -40,16 +35,8 @@ const SUB_REPLAY_MAX = 1000;
 const MAX_TYPE_TAGS = 8;
 /** Above this many late subscribers, a broadcast reads every socket's attachment instead. */
 const LATE_SCAN_LIMIT = 16;
-/** Audit rows of WebSocket mutations are written in batches this far apart. */
-const AUDIT_FLUSH_MS = 50;
-
-/** What a socket carries across hibernation (≤ 2 KiB). */
-interface Attachment {
-  agent: string;
-  project: string;
-  sid: string;
-  /** The id (never the secret) of the token the socket was opened with, for the audit log. */
-  tokenId: string;
+/** What a socket carries across hibernation (≤ 2 KiB): its speaker and subscriptions. */
+interface Attachment extends Speaker {
   types: string[];
   /** While a replay is paged: resume after `pos`; live messages wait for the next page. */
   catchup: { pos: number; from: number } | null;
@@ -90,12 +77,12 @@ function toMessage(row: MessageRow): Message {
 
 export class MailboxDO extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
-  /** Audit rows not yet written (a cache of writes in flight, never state to keep). */
-  private auditRows: AuditRecord[] = [];
+  private readonly audit: AuditBuffer;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.audit = new AuditBuffer(ctx, env.DB, "/api/mail/subscribe");
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS messages (
         seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
@@ -189,7 +176,7 @@ export class MailboxDO extends DurableObject<Bindings> {
     this.ensureSweep(now);
     const message = toMessage(row);
     this.fanOut(message);
-    if (socket !== null) this.audit(socket, "pub", 201, null);
+    if (socket !== null) this.audit.add(socket, "pub", 201);
     return { ok: true, message };
   }
 
@@ -201,7 +188,7 @@ export class MailboxDO extends DurableObject<Bindings> {
       const att = ws.deserializeAttachment() as Attachment | null;
       if (att === null || att.catchup !== null) continue;
       if (message.to_agent === null && !att.types.includes(message.type) && !att.types.includes("*")) continue;
-      this.send(ws, frame);
+      send(ws, frame);
     }
   }
 
@@ -218,14 +205,6 @@ export class MailboxDO extends DurableObject<Bindings> {
       for (const ws of this.ctx.getWebSockets(tag)) found.add(ws);
     }
     return [...found];
-  }
-
-  private send(ws: WebSocket, frame: string): void {
-    try {
-      ws.send(frame);
-    } catch {
-      // A socket closing under us; its close event cleans up.
-    }
   }
 
   /** Direct messages to `agent`, oldest first. */
@@ -334,39 +313,26 @@ export class MailboxDO extends DurableObject<Bindings> {
 
   // -- WebSockets -------------------------------------------------------------------------
 
-  /**
-   * Accept a socket the route authenticated (`X-Jetpack-Agent`, `X-Jetpack-Project`, `X-Jetpack-Token-Id`
-   * set by the route, never by the client) and send it its replay.
-   */
+  /** Accept a socket the route authenticated (see `sockets.ts`) and send it its replay. */
   override async fetch(request: Request): Promise<Response> {
-    const agent = request.headers.get("X-Jetpack-Agent");
-    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket" || agent === null) {
-      return new Response("expected a WebSocket upgrade from the mail route", { status: 426 });
-    }
+    const speaker = speakerOf(request, newId("ws"));
+    if (speaker === null) return new Response("expected a WebSocket upgrade from the mail route", { status: 426 });
     const url = new URL(request.url);
     const types = (url.searchParams.get("types") ?? "").split(",").filter((t) => t.length > 0);
     const sinceText = url.searchParams.get("since");
     const pair = new WebSocketPair();
     const [client, server] = Object.values(pair) as [WebSocket, WebSocket];
-    const sid = newId("ws");
-    const tags = [`a:${agent}`, `s:${sid}`];
+    const tags = [`a:${speaker.agent}`, `s:${speaker.sid}`];
     if (types.length > MAX_TYPE_TAGS) tags.push("t:+");
     else for (const type of types) tags.push(`t:${type}`);
     this.ctx.acceptWebSocket(server, tags);
-    const att: Attachment = {
-      agent,
-      sid,
-      project: request.headers.get("X-Jetpack-Project") ?? "",
-      tokenId: request.headers.get("X-Jetpack-Token-Id") ?? "",
-      types,
-      catchup: null,
-    };
+    const att: Attachment = { ...speaker, types, catchup: null };
     let pos: number;
     let from: number;
     if (sinceText === null) {
       // A fresh bus: every unacknowledged direct message, then broadcasts after its cursor.
       const cursor = this.sql
-        .exec<{ seq: number }>("SELECT seq FROM cursors WHERE agent_id = ?", agent)
+        .exec<{ seq: number }>("SELECT seq FROM cursors WHERE agent_id = ?", speaker.agent)
         .toArray()[0];
       pos = 0;
       from = cursor?.seq ?? this.counter("seq");
@@ -375,7 +341,7 @@ export class MailboxDO extends DurableObject<Bindings> {
       from = Math.max(pos, Number(url.searchParams.get("from") ?? "0"));
     }
     // The broadcast floor, so a connection lost during this replay resumes it exactly.
-    this.send(server, JSON.stringify({ op: "hello", from }));
+    send(server, { op: "hello", from });
     this.replay(server, att, pos, from);
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -404,43 +370,35 @@ export class MailboxDO extends DurableObject<Bindings> {
         REPLAY_PAGE,
       )
       .toArray();
-    for (const row of rows) this.send(ws, JSON.stringify({ op: "msg", m: toMessage(row) }));
+    for (const row of rows) send(ws, { op: "msg", m: toMessage(row) });
     const last = rows[rows.length - 1]?.seq ?? pos;
     if (rows.length === REPLAY_PAGE) {
       att.catchup = { pos: last, from };
       ws.serializeAttachment(att);
-      this.send(ws, JSON.stringify({ op: "more" }));
+      send(ws, { op: "more" });
       return;
     }
     att.catchup = null;
     ws.serializeAttachment(att);
-    this.send(ws, JSON.stringify({ op: "ready", seq: Math.max(this.counter("seq"), pos) }));
+    send(ws, { op: "ready", seq: Math.max(this.counter("seq"), pos) });
   }
 
   override webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): void {
     const att = ws.deserializeAttachment() as Attachment | null;
     if (att === null) return;
-    let data: unknown;
-    try {
-      data = JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw));
-    } catch {
-      this.send(ws, JSON.stringify({ op: "error", code: "bad_json", message: "frames are JSON", field: "frame" }));
-      return;
-    }
+    const data = parseFrame(ws, raw);
+    if (data === null) return;
     const parsed = ClientFrame.safeParse(data);
     if (!parsed.success) {
-      const ref = typeof data === "object" && data !== null && "ref" in data ? (data as { ref: unknown }).ref : null;
-      const err = fromZod(parsed.error, "frame");
-      this.send(ws, JSON.stringify({ op: "error", ref, code: err.code, message: err.message, field: err.field }));
-      this.audit(att, "invalid", 422, err.code);
+      this.audit.add(att, "invalid", 422, refuse(ws, data, parsed.error));
       return;
     }
     const frame = parsed.data;
     switch (frame.op) {
       case "pub": {
         const result = this.publish(att.agent, frame.m, att);
-        if (result.ok) this.send(ws, JSON.stringify({ op: "ok", ref: frame.ref, m: result.message }));
-        else this.send(ws, JSON.stringify({ op: "error", ref: frame.ref, code: result.code, message: result.message }));
+        if (result.ok) send(ws, { op: "ok", ref: frame.ref, m: result.message });
+        else send(ws, { op: "error", ref: frame.ref, code: result.code, message: result.message, field: "id" });
         return;
       }
       case "sub":
@@ -484,12 +442,12 @@ export class MailboxDO extends DurableObject<Bindings> {
           JSON.stringify(added.includes("*") ? att.types : added),
         )
         .toArray();
-      for (const row of rows) this.send(ws, JSON.stringify({ op: "msg", m: toMessage(row) }));
+      for (const row of rows) send(ws, { op: "msg", m: toMessage(row) });
     }
     att.types = types;
     ws.serializeAttachment(att);
     this.sql.exec("INSERT OR IGNORE INTO late_subs (sid) VALUES (?)", att.sid);
-    this.send(ws, JSON.stringify({ op: "subok", from }));
+    send(ws, { op: "subok", from });
   }
 
   private markRead(att: Attachment, ids: string[]): void {
@@ -501,7 +459,7 @@ export class MailboxDO extends DurableObject<Bindings> {
       att.agent,
       JSON.stringify(ids),
     );
-    this.audit(att, "read", 200, null);
+    this.audit.add(att, "read", 200);
   }
 
   override webSocketClose(ws: WebSocket, code: number, reason: string): void {
@@ -519,35 +477,7 @@ export class MailboxDO extends DurableObject<Bindings> {
     if (att !== null) this.sql.exec("DELETE FROM late_subs WHERE sid = ?", att.sid);
   }
 
-  // -- audit and retention ----------------------------------------------------------------
-
-  /** Audit a mutation that came over a socket (no HTTP request carried it); written in batches. */
-  private audit(att: Attachment, op: string, status: number, code: string | null): void {
-    this.auditRows.push({
-      at: Date.now(),
-      requestId: `ws:${att.sid}`,
-      project: att.project,
-      tokenId: att.tokenId,
-      agentId: att.agent,
-      method: "WS",
-      route: "/api/mail/subscribe",
-      path: `/api/mail/subscribe#${op}`,
-      status,
-      code,
-    });
-    if (this.auditRows.length > 1) return;
-    this.ctx.waitUntil(
-      new Promise((resolve) => setTimeout(resolve, AUDIT_FLUSH_MS)).then(async () => {
-        const rows = this.auditRows;
-        this.auditRows = [];
-        try {
-          await this.env.DB.batch(rows.map((row) => auditStatement(this.env.DB, row)));
-        } catch (err) {
-          console.error("mailbox audit rows not written", err);
-        }
-      }),
-    );
-  }
+  // -- retention --------------------------------------------------------------------------
 
   /** Retention: delete what is older than the retention period, a bounded batch per table per run. */
   override async alarm(): Promise<void> {

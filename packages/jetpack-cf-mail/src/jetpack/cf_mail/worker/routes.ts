@@ -13,6 +13,7 @@ import {
   ErrorSchema,
   type GatewayApp,
   type GatewayEnv,
+  Identifier,
   invalid,
   type JetpackModule,
   newId,
@@ -43,6 +44,7 @@ import {
   SubscribeQuery,
   SubscriptionType,
 } from "./schemas";
+import { AGENT_HEADER, PROJECT_HEADER, TOKEN_HEADER } from "./sockets";
 
 export { LeaseDO, MailboxDO };
 
@@ -78,7 +80,9 @@ type MailboxStub = Remote<
   MailboxDO,
   "publish" | "inbox" | "acknowledge" | "heartbeat" | "agents" | "recordDeadLetter" | "deadLetters"
 > & { fetch(request: Request): Promise<Response> };
-type LeaseStub = Remote<LeaseDO, "acquire" | "renew" | "release" | "status" | "list">;
+type LeaseStub = Remote<LeaseDO, "acquire" | "renew" | "release" | "status" | "list"> & {
+  fetch(request: Request): Promise<Response>;
+};
 
 /** The project's MailboxDO (`idFromName(project)`). */
 function mailbox(c: Ctx): MailboxStub {
@@ -100,6 +104,26 @@ function leasePath(path: string): string {
 }
 
 const flag = (value: string | undefined): boolean => value === "true";
+
+/**
+ * Hand a WebSocket upgrade to an object, as `agent` (403 for an agent-bound
+ * token of another agent). The object learns the agent, project and token id
+ * from headers set here; the client's own headers never reach it.
+ */
+async function upgrade(c: Ctx, agent: string, stub: { fetch(request: Request): Promise<Response> }, url: URL) {
+  const principal = projectOf(c);
+  actAs(c, agent);
+  if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
+    throw new ApiError(426, "upgrade_required", "this route speaks WebSocket (Upgrade: websocket)");
+  }
+  const headers = new Headers({
+    Upgrade: "websocket",
+    [AGENT_HEADER]: agent,
+    [PROJECT_HEADER]: principal.project,
+    [TOKEN_HEADER]: principal.tokenId,
+  });
+  return await stub.fetch(new Request(url, { headers }));
+}
 
 function registerMail(app: GatewayApp): void {
   app.openapi(
@@ -142,11 +166,6 @@ function registerMail(app: GatewayApp): void {
     }),
     async (c) => {
       const query = c.req.valid("query");
-      const principal = projectOf(c);
-      actAs(c, query.agent_id);
-      if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
-        throw new ApiError(426, "upgrade_required", "this route speaks WebSocket (Upgrade: websocket)");
-      }
       const types = (query.types ?? "").split(",").filter((t) => t.length > 0);
       const parsed = z.array(SubscriptionType).max(32).safeParse(types);
       if (!parsed.success) throw invalid("types", "comma-separated message types or *");
@@ -154,13 +173,7 @@ function registerMail(app: GatewayApp): void {
       if (types.length > 0) url.searchParams.set("types", [...new Set(parsed.data)].join(","));
       if (query.since !== undefined) url.searchParams.set("since", String(query.since));
       if (query.from !== undefined) url.searchParams.set("from", String(query.from));
-      const headers = new Headers({
-        Upgrade: "websocket",
-        "X-Jetpack-Agent": query.agent_id,
-        "X-Jetpack-Project": principal.project,
-        "X-Jetpack-Token-Id": principal.tokenId,
-      });
-      return await mailbox(c).fetch(new Request(url, { headers }));
+      return await upgrade(c, query.agent_id, mailbox(c), url);
     },
   );
 
@@ -282,6 +295,26 @@ function registerLeases(app: GatewayApp): void {
       const { path, agent_id, ttl_ms, exclusive } = c.req.valid("json");
       actAs(c, agent_id);
       return c.json(await leases(c).acquire(agent_id, leasePath(path), exclusive, ttl_ms), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/mail/lease/socket",
+      summary: "WebSocket: lease operations as frames, as the agent (cheaper than a request each)",
+      description:
+        "Client frames `acquire` (path, ttl_ms, exclusive), `renew` (path, ttl_ms), `release` (path, " +
+        "fencing_token?), `status` (path), `list`, each with a `ref`; answered `ok` (`r`: the answer of the " +
+        "matching HTTP route) or `error` (code, message, field).",
+      tags: leaseTags,
+      security,
+      request: { query: z.object({ agent_id: Identifier }) },
+      responses: { 101: { description: "Switching to the WebSocket protocol." }, 426: json(ErrorSchema, "Not an upgrade."), ...refusals },
+    }),
+    async (c) => {
+      const { agent_id } = c.req.valid("query");
+      return await upgrade(c, agent_id, leases(c), new URL("https://leases/socket"));
     },
   );
 

@@ -237,3 +237,17 @@ export const CursorFrame = z.object({ op: z.literal("cursor"), seq: z.number().i
 export const MoreFrame = z.object({ op: z.literal("more") }).strict();
 export const ClientFrame = z.discriminatedUnion("op", [PubFrame, SubFrame, ReadFrame, CursorFrame, MoreFrame]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
+
+// -- WebSocket frames, client → leases (each answered `ok` with `r`, or `error`) ----------
+
+const AcquireFrame = z
+  .object({ op: z.literal("acquire"), ref: Ref, path: PathInput, ttl_ms: TtlMs, exclusive: z.boolean() })
+  .strict();
+const RenewFrame = z.object({ op: z.literal("renew"), ref: Ref, path: PathInput, ttl_ms: TtlMs }).strict();
+const ReleaseFrame = z
+  .object({ op: z.literal("release"), ref: Ref, path: PathInput, fencing_token: z.number().int().min(1).nullish() })
+  .strict();
+const StatusFrame = z.object({ op: z.literal("status"), ref: Ref, path: PathInput }).strict();
+const ListFrame = z.object({ op: z.literal("list"), ref: Ref }).strict();
+export const LeaseFrame = z.discriminatedUnion("op", [AcquireFrame, RenewFrame, ReleaseFrame, StatusFrame, ListFrame]);
+export type LeaseFrame = z.infer<typeof LeaseFrame>;

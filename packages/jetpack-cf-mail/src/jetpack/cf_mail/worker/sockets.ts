@@ -1,0 +1,105 @@
+/**
+ * What both objects' WebSockets share: who a socket speaks for (set by the
+ * route after the gateway authenticated the upgrade, never by the client), the
+ * answer frames, and the audit of mutations that arrive as frames (no HTTP
+ * request carries them, so the gateway's audit middleware never sees them).
+ */
+import { type AuditRecord, auditStatement, fromZod } from "@jetpack/gateway";
+import type { ZodError } from "zod";
+
+/** Headers the route sets on the upgrade it forwards to an object. */
+export const AGENT_HEADER = "X-Jetpack-Agent";
+export const PROJECT_HEADER = "X-Jetpack-Project";
+export const TOKEN_HEADER = "X-Jetpack-Token-Id";
+
+/** Who a socket speaks for (kept in its attachment). */
+export interface Speaker {
+  agent: string;
+  project: string;
+  /** The id (never the secret) of the token the socket was opened with. */
+  tokenId: string;
+  sid: string;
+}
+
+/** The speaker of an upgrade the route forwarded, or null when it is not one. */
+export function speakerOf(request: Request, sid: string): Speaker | null {
+  const agent = request.headers.get(AGENT_HEADER);
+  if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket" || agent === null) return null;
+  return {
+    agent,
+    project: request.headers.get(PROJECT_HEADER) ?? "",
+    tokenId: request.headers.get(TOKEN_HEADER) ?? "",
+    sid,
+  };
+}
+
+/** Send a frame; a socket closing under us is left to its close event. */
+export function send(ws: WebSocket, frame: unknown): void {
+  try {
+    ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  } catch {
+    // closing
+  }
+}
+
+/** A frame's JSON, or null after answering `bad_json`. */
+export function parseFrame(ws: WebSocket, raw: string | ArrayBuffer): unknown {
+  try {
+    return JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw));
+  } catch {
+    send(ws, { op: "error", ref: null, code: "bad_json", message: "frames are JSON", field: "frame" });
+    return null;
+  }
+}
+
+/** Answer a frame that failed its schema: `error` naming the field, with the frame's `ref`. */
+export function refuse(ws: WebSocket, data: unknown, error: ZodError): string {
+  const ref = typeof data === "object" && data !== null && "ref" in data ? (data as { ref: unknown }).ref : null;
+  const err = fromZod(error, "frame");
+  send(ws, { op: "error", ref, code: err.code, message: err.message, field: err.field });
+  return err.code;
+}
+
+/** Rows of a batch are written this long after the first. */
+const FLUSH_MS = 50;
+
+/**
+ * Audit rows of socket mutations, written in one D1 batch shortly after the
+ * first (off the frame's path). The buffer holds writes in flight only.
+ */
+export class AuditBuffer {
+  private rows: AuditRecord[] = [];
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly db: D1Database,
+    private readonly route: string,
+  ) {}
+
+  add(who: Speaker, op: string, status: number, code: string | null = null): void {
+    this.rows.push({
+      at: Date.now(),
+      requestId: `ws:${who.sid}`,
+      project: who.project,
+      tokenId: who.tokenId,
+      agentId: who.agent,
+      method: "WS",
+      route: this.route,
+      path: `${this.route}#${op}`,
+      status,
+      code,
+    });
+    if (this.rows.length > 1) return;
+    this.ctx.waitUntil(
+      new Promise((resolve) => setTimeout(resolve, FLUSH_MS)).then(async () => {
+        const rows = this.rows;
+        this.rows = [];
+        try {
+          await this.db.batch(rows.map((row) => auditStatement(this.db, row)));
+        } catch (err) {
+          console.error("socket audit rows not written", err);
+        }
+      }),
+    );
+  }
+}
