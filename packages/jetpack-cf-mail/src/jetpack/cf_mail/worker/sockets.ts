@@ -61,7 +61,7 @@ export function refuse(ws: WebSocket, data: unknown, error: ZodError): string {
 }
 
 /** Rows of a batch are written this long after the first. */
-const FLUSH_MS = 50;
+const FLUSH_MS = 250;
 
 /**
  * Audit rows of socket mutations, written in one D1 batch shortly after the
