@@ -57,7 +57,6 @@ async def test_an_agent_token_acts_only_as_its_agent(
         assert to_b.seq is not None and await a.acquire_lease("src/a.py", 600_000)
         assert await a.acknowledge(to_a.id)
         headers = {"Authorization": f"Bearer {token_a}"}
-        as_b = {"agent_id": "agent-b", "ttl_ms": 1000}
         attempts = [
             ("POST", "/api/mail/publish", {"type": "task.created", "from_agent": "agent-b"}, None),
             ("POST", "/api/mail/ack", {"agent_id": "agent-b", "message_id": to_b.id}, None),
