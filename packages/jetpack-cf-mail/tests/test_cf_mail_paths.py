@@ -7,9 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-import httpx
-
-from jetpack.cf_mail import EDGE_MODULE
+from jetpack.cf_mail import EDGE_MODULE, CloudflareMailBus
 from jetpack.shared.edge import ensure_toolchain
 from jetpack.shared.rules import paths_overlap
 from jetpack.shared.testing import judge_lease_path_rules, lease_overlap_cases
@@ -60,22 +58,19 @@ def test_the_typescript_rules_pass_the_kit(tmp_path: Path) -> None:
     assert problems == []
 
 
-def test_the_lease_object_refuses_exactly_the_overlapping_patterns(
+async def test_the_lease_object_refuses_exactly_the_overlapping_patterns(
     edge_project: EdgeProject,
 ) -> None:
     """Agent 1 holds a; agent 2 asks for b: refused iff the Python rule says they overlap."""
-    cases = [c for c in lease_overlap_cases(60, seed=3) if len(c[0]) < 200 and len(c[1]) < 200]
-    headers = {"Authorization": f"Bearer {edge_project.token}"}
-    with httpx.Client(base_url=edge_project.url, headers=headers, timeout=60) as http:
-        for a, b, expected in cases[:80]:
-            first = http.post(
-                "/api/mail/lease", json={"path": a, "agent_id": "one", "ttl_ms": 60_000}
-            ).json()
-            assert first["acquired"], (a, first)
-            second = http.post(
-                "/api/mail/lease", json={"path": b, "agent_id": "two", "ttl_ms": 60_000}
-            ).json()
-            assert second["acquired"] is not expected, (a, b, expected)
+    cases = [c for c in lease_overlap_cases(200, seed=3) if len(c[0]) < 200 and len(c[1]) < 200]
+    p = edge_project
+    async with (
+        CloudflareMailBus("one", p.url, p.token) as one,
+        CloudflareMailBus("two", p.url, p.token) as two,
+    ):
+        for a, b, expected in cases[:160]:
+            assert await one.acquire_lease(a, 60_000), a
+            assert await two.acquire_lease(b, 60_000) is not expected, (a, b, expected)
             assert expected is paths_overlap(a, b)
-            for agent, path in (("one", a), ("two", b)):
-                http.delete("/api/mail/lease", params={"path": path, "agent_id": agent})
+            await one.release_lease(a)
+            await two.release_lease(b)

@@ -147,8 +147,13 @@ async def test_a_replay_longer_than_a_page_arrives_whole_and_in_order(
     ):
         cutter.down()
         assert await eventually(lambda: not sub.connected)
-        for i in range(1200):
-            await pub.publish(MessageType.TASK_PROGRESS, {"i": i})
+        for start in range(0, 1200, 100):  # pipelined on one socket: sent (and numbered) in order
+            await asyncio.gather(
+                *(
+                    pub.publish(MessageType.TASK_PROGRESS, {"i": i})
+                    for i in range(start, start + 100)
+                )
+            )
         cutter.up()
         for i in range(1200, 1260):
             await pub.publish(MessageType.TASK_PROGRESS, {"i": i})
@@ -212,10 +217,14 @@ async def test_200_idle_clients_a_broadcast_reaches_exactly_its_subscribers(
             kind = kinds[i % 4]
             if kind is not None and i % 8 < 4:  # half subscribe before connecting
                 made.subscribe(kind, lambda m, a=agent: handled[a].append(m.type.value))
-            await made.initialize()
-            if kind is not None and i % 8 >= 4:  # the other half after
-                made.subscribe(kind, lambda m, a=agent: handled[a].append(m.type.value))
             buses.append(made)
+        for start in range(0, 200, 25):
+            await asyncio.gather(*(made.initialize() for made in buses[start : start + 25]))
+        for i, made in enumerate(buses):
+            kind = kinds[i % 4]
+            if kind is not None and i % 8 >= 4:  # the other half after
+                agent = made.agent_id
+                made.subscribe(kind, lambda m, a=agent: handled[a].append(m.type.value))
         await asyncio.sleep(1.0)  # idle
         async with bus(p.url, p.token, "pub") as pub:
             await pub.publish(MessageType.TASK_CREATED, {})
@@ -234,5 +243,4 @@ async def test_200_idle_clients_a_broadcast_reaches_exactly_its_subscribers(
         assert handled == want
         assert frames == want, "the mailbox sent a broadcast to a socket not subscribed to it"
     finally:
-        for made in buses:
-            await made.shutdown()
+        await asyncio.gather(*(made.shutdown() for made in buses))

@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import random
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
@@ -101,6 +102,7 @@ class Link:
         self._refs = itertools.count(1)
         self._calls: dict[str, asyncio.Future[Any]] = {}
         self._send_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
         self.connections = 0
         """How many times the link connected (reconnects = connections - 1)."""
 
@@ -168,6 +170,8 @@ class Link:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
+        for task in list(self._background):
+            task.cancel()
         self._fail_calls()
 
     def drop(self) -> None:
@@ -177,6 +181,16 @@ class Link:
             ws.transport.abort()
 
     # -- frames ---------------------------------------------------------------------------
+
+    def send_soon(self, ws: ClientConnection, frame: str) -> None:
+        """Send ``frame`` from a task of its own (kept referenced until done)."""
+        self.spawn(self.send(ws, frame))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, keeping a reference so it is not collected."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def send(self, ws: ClientConnection, frame: str) -> None:
         """Send one frame (a closed connection drops it: the runner is reconnecting)."""

@@ -91,7 +91,7 @@ class MailSocket(Link):
             return  # the next connection asks for them
         since = self._pos if self._pos is not None else self._from
         self._pending_subs.append(since)
-        asyncio.get_running_loop().create_task(self.send(ws, _wire.sub_frame(chosen, since)))
+        self.send_soon(ws, _wire.sub_frame(chosen, since))
 
     async def publish(self, message: Message) -> Message | None:
         """Send ``message``; the stored message (with seq), or None while disconnected.
@@ -139,7 +139,7 @@ class MailSocket(Link):
         self._flush_at = None
         ws = self._ws
         if ws is not None:
-            asyncio.get_running_loop().create_task(self._flush_small(ws))
+            self.spawn(self._flush_small(ws))
 
     async def _flush_small(self, ws: ClientConnection) -> None:
         reads, self._reads = self._reads, []
@@ -187,7 +187,7 @@ class MailSocket(Link):
         elif op == "hello":
             self._from = int(frame["from"])
         elif op == "more":
-            asyncio.get_running_loop().create_task(self.send(ws, _wire.more_frame()))
+            self.send_soon(ws, _wire.more_frame())
         elif op == "ready":
             self._pos = max(self._pos or 0, int(frame["seq"]))
             self.establish()

@@ -15,7 +15,7 @@ import { DurableObject } from "cloudflare:workers";
 import { type Bindings, newId, toIso } from "@jetpack/gateway";
 import { normalizeLeasePath, pathsOverlap } from "./paths";
 import { type Lease, LeaseFrame, type LeaseGrant, type LeaseStatus } from "./schemas";
-import { AuditBuffer, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
+import { AuditBuffer, FrameBudget, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
 
 interface LeaseRow extends Record<string, SqlStorageValue> {
   path: string;
@@ -42,6 +42,7 @@ function toLease(row: LeaseRow): Lease {
 export class LeaseDO extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
   private readonly audit: AuditBuffer;
+  private readonly budget = new FrameBudget();
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -204,7 +205,7 @@ export class LeaseDO extends DurableObject<Bindings> {
   /** One lease operation as the socket's agent, answered `ok` (`r`: as the route's) or `error`. */
   override webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): void {
     const who = ws.deserializeAttachment() as Speaker | null;
-    if (who === null) return;
+    if (who === null || !this.budget.take(ws, who.sid)) return;
     const data = parseFrame(ws, raw);
     if (data === null) return;
     const parsed = LeaseFrame.safeParse(data);
@@ -243,6 +244,8 @@ export class LeaseDO extends DurableObject<Bindings> {
   }
 
   override webSocketClose(ws: WebSocket, code: number, reason: string): void {
+    const who = ws.deserializeAttachment() as Speaker | null;
+    if (who !== null) this.budget.forget(who.sid);
     try {
       ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
     } catch {

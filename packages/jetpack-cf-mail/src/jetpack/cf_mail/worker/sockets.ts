@@ -103,3 +103,40 @@ export class AuditBuffer {
     );
   }
 }
+
+/** Frames one socket may send per window (the gateway's default per-token budget). */
+const FRAME_BUDGET = 10_000;
+const WINDOW_MS = 10_000;
+
+/**
+ * A rate limit on frames, per socket: past the budget the socket gets a
+ * `rate_limited` error and is closed (1008); its client reconnects after its
+ * back-off, through the gateway's per-token limit. The counts are a cache of
+ * the current window only (an evicted object was idle, so under budget).
+ */
+export class FrameBudget {
+  private readonly used = new Map<string, { start: number; count: number }>();
+
+  /** Count one frame of the socket `sid`; false (and the socket closed) past the budget. */
+  take(ws: WebSocket, sid: string): boolean {
+    const now = Date.now();
+    let entry = this.used.get(sid);
+    if (entry === undefined || now - entry.start >= WINDOW_MS) {
+      entry = { start: now, count: 0 };
+      this.used.set(sid, entry);
+    }
+    entry.count += 1;
+    if (entry.count <= FRAME_BUDGET) return true;
+    send(ws, { op: "error", ref: null, code: "rate_limited", message: "too many frames; slow down" });
+    try {
+      ws.close(1008, "rate limited");
+    } catch {
+      // already closing
+    }
+    return false;
+  }
+
+  forget(sid: string): void {
+    this.used.delete(sid);
+  }
+}
