@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from websockets.asyncio.client import connect
+
 from jetpack.cf_mail import CloudflareMailBus
 from jetpack.shared import Message, MessageType
 from jetpack.shared.testing import eventually
@@ -244,3 +246,15 @@ async def test_200_idle_clients_a_broadcast_reaches_exactly_its_subscribers(
         assert frames == want, "the mailbox sent a broadcast to a socket not subscribed to it"
     finally:
         await asyncio.gather(*(made.shutdown() for made in buses))
+
+
+async def test_a_text_ping_is_answered_without_the_object(edge_project: EdgeProject) -> None:
+    """Both objects answer `ping` with `pong` (the hibernation API's auto-response)."""
+    p = edge_project
+    headers = {"Authorization": f"Bearer {p.token}"}
+    for path in ("/api/mail/subscribe", "/api/mail/lease/socket"):
+        url = f"{p.url.replace('http', 'ws', 1)}{path}?agent_id=pinger"
+        async with connect(url, additional_headers=headers) as ws:
+            await ws.send("ping")
+            answers = [await ws.recv() for _ in range(3 if path.endswith("subscribe") else 1)]
+            assert "pong" in answers, answers

@@ -15,7 +15,7 @@ import { DurableObject } from "cloudflare:workers";
 import { type Bindings, newId, toIso } from "@jetpack/gateway";
 import { normalizeLeasePath, pathsOverlap } from "./paths";
 import { type Lease, LeaseFrame, type LeaseGrant, type LeaseStatus } from "./schemas";
-import { AuditBuffer, FrameBudget, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
+import { answerPings, AuditBuffer, FrameBudget, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
 
 interface LeaseRow extends Record<string, SqlStorageValue> {
   path: string;
@@ -47,6 +47,7 @@ export class LeaseDO extends DurableObject<Bindings> {
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    answerPings(ctx);
     this.audit = new AuditBuffer(ctx, env.DB, "/api/mail/lease/socket");
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS leases (

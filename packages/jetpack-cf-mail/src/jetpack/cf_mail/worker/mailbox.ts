@@ -21,7 +21,7 @@ import { DurableObject } from "cloudflare:workers";
 import { type Bindings, newId } from "@jetpack/gateway";
 import { MailStore, toMessage, type TypeFilter } from "./messages";
 import { type AgentPresence, ClientFrame, type DeadLetter, type Message, type Outgoing } from "./schemas";
-import { AuditBuffer, FrameBudget, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
+import { answerPings, AuditBuffer, FrameBudget, parseFrame, refuse, send, type Speaker, speakerOf } from "./sockets";
 
 const DAY_MS = 86_400_000;
 /** Messages, dead letters, cursors and presence rows older than this are deleted (by alarm). */
@@ -59,6 +59,7 @@ export class MailboxDO extends DurableObject<Bindings> {
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.store = new MailStore(ctx.storage.sql);
+    answerPings(ctx);
     this.audit = new AuditBuffer(ctx, env.DB, "/api/mail/subscribe");
   }
 

@@ -33,6 +33,14 @@ export function speakerOf(request: Request, sid: string): Speaker | null {
   };
 }
 
+/**
+ * Answer a text `ping` with `pong` without waking the object (a keep-alive
+ * for clients that cannot send protocol pings; jetpack-cf-mail's can).
+ */
+export function answerPings(ctx: DurableObjectState): void {
+  ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+}
+
 /** Send a frame; a socket closing under us is left to its close event. */
 export function send(ws: WebSocket, frame: unknown): void {
   try {
