@@ -14,7 +14,6 @@ p99 <= 50 ms, leases >= 500 ops/s, 0 violations, 0 duplicates.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import multiprocessing as mp
 import os
 import time
@@ -28,23 +27,10 @@ from jetpack.cf_mail import CloudflareMailBus
 from jetpack.mcp_mail import MCPMailAdapter
 from jetpack.shared import MailBus, Message, MessageType
 from jetpack.shared.errors import LeaseHeldError
-from jetpack.shared.rules import paths_overlap
 from jetpack.shared.testing.edge import EdgeProject, EdgeWorker
+from mail import PATHS, Grant, pct, violations  # bench/mail.py: the same paths and checks
 
-PATHS = [
-    "src/a.py",
-    "src/b.py",
-    "src/auth/**",
-    "src/auth/session.py",
-    "src/*.py",
-    "docs/*.md",
-    "docs/readme.md",
-    "tests/test_a.py",
-    "tests/**",
-    "README.md",
-]
 Spec = tuple[str, str, str]  # ("edge", url, token) or ("local", mail_dir, "")
-Grant = tuple[str, str, int, int, int]  # agent, path, token, from_ns, until_ns
 
 
 def make_bus(spec: Spec, agent: str) -> MailBus:
@@ -52,22 +38,6 @@ def make_bus(spec: Spec, agent: str) -> MailBus:
     if kind == "edge":
         return CloudflareMailBus(agent, where, token)
     return MCPMailAdapter(agent, where)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def violations(grants: list[Grant]) -> int:
-    bad = 0
-    for x, y in itertools.combinations(grants, 2):
-        if x[0] == y[0] or not paths_overlap(x[1], y[1]):
-            continue
-        first, second = (x, y) if x[2] < y[2] else (y, x)
-        if not first[4] < second[3]:
-            bad += 1
-    return bad
 
 
 # -- children (spawned processes) -----------------------------------------------------------

@@ -29,21 +29,17 @@ from jetpack.shared import (
     Message,
     MessageHandler,
     MessageType,
-    parse,
-    utcnow,
 )
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.delivery import DeadLetter, Dispatcher
-from jetpack.shared.edge.client import EdgeClient
+from jetpack.shared.edge.client import EdgeClient, worker_credentials
 from jetpack.shared.errors import UnavailableError, ValidationError
 from jetpack.shared.rules import (
     check_agent_id,
     check_info,
     check_limit,
     check_message_id,
-    message_type,
-    new_message_id,
-    outgoing,
+    compose_message,
     subscription_key,
 )
 
@@ -115,16 +111,9 @@ class CloudflareMailBus(LeaseOps, AsyncStoreMixin):
 
         Options come from a ``[cf_mail]`` table (keyword arguments win).
         """
-        edge = config.cloudflare
-        if not edge.worker_url:
-            raise ValidationError(
-                "cloudflare.worker_url",
-                "is not set (JETPACK_WORKER_URL or [cloudflare] worker_url)",
-            )
-        if edge.api_token is None or not edge.api_token.get_secret_value():
-            raise ValidationError("cloudflare.api_token", "is not set (JETPACK_API_TOKEN)")
+        worker_url, api_token = worker_credentials(config)
         chosen = {**config.section("cf_mail"), **options}
-        return cls(agent_id, edge.worker_url, edge.api_token.get_secret_value(), **chosen)
+        return cls(agent_id, worker_url, api_token, **chosen)
 
     def __repr__(self) -> str:
         return f"CloudflareMailBus(agent_id={self._agent_id!r}, worker_url={self._client.url!r})"
@@ -236,24 +225,8 @@ class CloudflareMailBus(LeaseOps, AsyncStoreMixin):
         correlation_id: str | None,
         ack_required: bool | None,
     ) -> Message:
-        out = outgoing(self._agent_id, type, payload, correlation_id, ack_required, to_agent)
-        kind = message_type(out.type)
-        if out.payload is not None and not isinstance(out.payload, Mapping):
-            raise ValidationError("payload", "must be a JSON object")
-        if not isinstance(out.ack_required, bool):
-            raise ValidationError("ack_required", "must be a boolean")
-        message = parse(
-            Message,
-            {
-                "id": new_message_id(),
-                "type": kind,
-                "from_agent": self._agent_id,
-                "to_agent": to_agent,
-                "payload": dict(out.payload or {}),
-                "timestamp": utcnow(),
-                "correlation_id": out.correlation_id,
-                "ack_required": out.ack_required,
-            },
+        message = compose_message(
+            self._agent_id, type, payload, to_agent, correlation_id, ack_required
         )
         self._require_open()
         sent = await self._socket.publish(message)

@@ -18,7 +18,6 @@ from jetpack.mcp_mail._checks import (
     check_info,
     check_limit,
     check_message_id,
-    message_type,
     subscription_key,
 )
 from jetpack.mcp_mail._db import Database
@@ -33,14 +32,13 @@ from jetpack.shared import (
     MessageHandler,
     MessageType,
     from_ms,
-    parse,
     to_ms,
     utcnow,
 )
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.delivery import DeadLetter, Dispatcher
 from jetpack.shared.errors import UnavailableError, ValidationError
-from jetpack.shared.rules import new_message_id, outgoing
+from jetpack.shared.rules import compose_message
 
 __all__ = ["DB_FILENAME", "MCPMailAdapter"]
 
@@ -304,29 +302,11 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         ack_required: bool | None,
     ) -> Message:
         """Send to ``to_agent`` (None: broadcast) the parts given, or a whole Message."""
-        out = outgoing(self._agent_id, type, payload, correlation_id, ack_required, to_agent)
-        kind = message_type(out.type)
-        payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
-        if payload is not None and not isinstance(payload, Mapping):
-            raise ValidationError("payload", "must be a JSON object")
-        if not isinstance(ack_required, bool):
-            raise ValidationError("ack_required", "must be a boolean")
-        now = utcnow()
-        message = parse(
-            Message,
-            {
-                "id": new_message_id(),
-                "type": kind,
-                "from_agent": self._agent_id,
-                "to_agent": to_agent,
-                "payload": dict(payload or {}),
-                "timestamp": now,
-                "correlation_id": correlation_id,
-                "ack_required": ack_required,
-            },
+        message = compose_message(
+            self._agent_id, type, payload, to_agent, correlation_id, ack_required
         )
         self._require_open()
-        seq = await self._db.call(self._insert_sync, message, to_ms(now))
+        seq = await self._db.call(self._insert_sync, message, to_ms(message.timestamp))
         return message.model_copy(update={"seq": seq})
 
     def _insert_sync(self, conn: sqlite3.Connection, message: Message, ts: int) -> int:
