@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from jetpack.cf_beads import CloudflareTaskStore
+from jetpack.shared.edge import discover_modules
 
 JETPACK = [sys.executable, "-m", "jetpack.cli"]
 
@@ -112,7 +113,8 @@ def test_build_writes_a_checked_worker_folder(workdir: Path) -> None:
     out = workdir / "built"
     result = jetpack(workdir, "edge", "build", "--out", str(out), "--check", "--rate-limit", "50")
     assert result.returncode == 0, result.stderr
-    assert "modules: tasks" in result.stdout
+    installed = ", ".join(m.name for m in discover_modules())  # every cf package installed
+    assert f"modules: {installed}" in result.stdout
     config = json.loads((out / "wrangler.jsonc").read_text(encoding="utf-8"))
     assert config["ratelimits"][0]["simple"]["limit"] == 50
     assert (out / "src" / "modules" / "tasks" / "routes.ts").exists()
@@ -136,7 +138,8 @@ def test_dev_serves_tokens_work_and_state_survives_a_restart(workdir: Path) -> N
     persist = workdir / "state"
     dev = Dev(workdir, persist)
     try:
-        assert httpx.get(f"{dev.url}/api/health").json()["modules"] == ["tasks"]
+        modules = httpx.get(f"{dev.url}/api/health").json()["modules"]
+        assert modules == [m.name for m in discover_modules()] and "tasks" in modules
         admin_file = workdir / ".jetpack" / "edge" / "admin-token"
         assert stat.S_IMODE(admin_file.stat().st_mode) == 0o600
         created = jetpack(workdir, "edge", "token", "create", "--project", "demo", "--url", dev.url)

@@ -16,6 +16,7 @@ stored (it answers as before and delivers nothing twice).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -69,9 +70,13 @@ class MailSocket(Link):
         self._outbox: OrderedDict[str, Message] = OrderedDict()
         self._waiting: dict[str, asyncio.Future[Message | None]] = {}
         self._reads: list[str] = []
+        self._reads_sent: dict[str, list[str]] = {}  # ref -> ids the mailbox has not confirmed
+        self._read_refs = itertools.count(1)
         self._cursor: int | None = None
         self._flush_at: asyncio.TimerHandle | None = None
         self._pending_subs: list[int] = []
+        self._asked: frozenset[str] = frozenset()  # the types this connection has asked for
+        self._greeted = False  # this connection's `hello` arrived
 
     @property
     def position(self) -> int | None:
@@ -82,16 +87,20 @@ class MailSocket(Link):
 
     def set_types(self, types: Iterable[str]) -> None:
         """Receive broadcasts of these types (``*``: all) from now on."""
-        chosen = frozenset(types)
-        if chosen == self._types:
-            return
-        self._types = chosen
+        self._types = frozenset(types)
         ws = self._ws
-        if ws is None:
-            return  # the next connection asks for them
+        if ws is not None and self._greeted:
+            self._ask(ws)
+        # else: the next connection's URL, or this one's `hello`, asks for them
+
+    def _ask(self, ws: ClientConnection) -> None:
+        """Tell the mailbox the current types, if it has not been told them."""
+        if self._types == self._asked:
+            return
+        self._asked = self._types
         since = self._pos if self._pos is not None else self._from
         self._pending_subs.append(since)
-        self.send_soon(ws, _wire.sub_frame(chosen, since))
+        self.send_soon(ws, _wire.sub_frame(self._types, since))
 
     async def publish(self, message: Message) -> Message | None:
         """Send ``message``; the stored message (with seq), or None while disconnected.
@@ -146,11 +155,12 @@ class MailSocket(Link):
         cursor, self._cursor = self._cursor, None
         try:
             if reads:
-                await ws.send(_wire.read_frame(reads))
+                ref = f"read-{next(self._read_refs)}"
+                self._reads_sent[ref] = reads  # until the mailbox confirms (else sent again)
+                await ws.send(_wire.read_frame(ref, reads))
             if cursor is not None:
                 await ws.send(_wire.cursor_frame(cursor))
         except ConnectionClosed:
-            self._reads = reads + self._reads
             if cursor is not None:
                 self._cursor = max(cursor, self._cursor or 0)
 
@@ -158,6 +168,8 @@ class MailSocket(Link):
 
     def connect_url(self) -> str:
         """Fresh (the mailbox picks the start) before the first seq; else resume after it."""
+        self._asked = self._types
+        self._greeted = False
         types = sorted(self._types)
         query: dict[str, str | int] = {"types": ",".join(types)} if types else {}
         if self._pos is None:
@@ -180,12 +192,16 @@ class MailSocket(Link):
         op = frame.get("op")
         if op == "msg":
             self._received(Message.model_validate(frame["m"]))
+        elif op == "ok" and str(frame.get("ref")) in self._reads_sent:
+            del self._reads_sent[str(frame["ref"])]
         elif op == "ok":
             self._answered(str(frame["ref"]), Message.model_validate(frame["m"]))
         elif op == "error":
             self._refused(frame)
         elif op == "hello":
             self._from = int(frame["from"])
+            self._greeted = True
+            self._ask(ws)  # types changed while this connection was being made
         elif op == "more":
             self.send_soon(ws, _wire.more_frame())
         elif op == "ready":
@@ -197,10 +213,13 @@ class MailSocket(Link):
                 self._pending_subs.remove(since)
 
     def on_lost(self) -> None:
-        """Publishes waiting for an answer return (they stay queued)."""
+        """Publishes waiting for an answer return (they stay queued); unconfirmed reads wait too."""
         if self._flush_at is not None:
             self._flush_at.cancel()
             self._flush_at = None
+        unconfirmed = [i for ids in self._reads_sent.values() for i in ids]
+        self._reads_sent.clear()
+        self._reads = unconfirmed + self._reads
         for future in self._waiting.values():
             if not future.done():
                 future.set_result(None)

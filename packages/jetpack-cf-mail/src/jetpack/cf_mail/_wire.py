@@ -120,9 +120,9 @@ def sub_frame(types: Iterable[str], since: int) -> str:
     return dumps({"op": "sub", "types": sorted(set(types)), "from": since})
 
 
-def read_frame(ids: list[str]) -> str:
-    """Direct messages handled that need no acknowledgement."""
-    return dumps({"op": "read", "ids": ids})
+def read_frame(ref: str, ids: list[str]) -> str:
+    """Direct messages handled that need no acknowledgement; answered ``ok`` with ``ref``."""
+    return dumps({"op": "read", "ref": ref, "ids": ids})
 
 
 def cursor_frame(seq: int) -> str:

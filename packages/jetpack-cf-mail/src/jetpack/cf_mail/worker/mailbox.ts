@@ -246,6 +246,7 @@ export class MailboxDO extends DurableObject<Bindings> {
           this.store.markRead(att.agent, frame.ids, Date.now());
           this.audit.add(att, "read", 200);
         }
+        if (frame.ref !== undefined) send(ws, { op: "ok", ref: frame.ref, r: { read: frame.ids.length } });
         return;
       case "cursor":
         this.store.saveCursor(att.agent, frame.seq, Date.now());

@@ -229,8 +229,10 @@ export const PubFrame = z.object({ op: z.literal("pub"), ref: Ref, m: OutgoingSc
 export const SubFrame = z
   .object({ op: z.literal("sub"), types: z.array(SubscriptionType).max(32), from: z.number().int().min(0) })
   .strict();
-/** Direct messages (to the socket's agent) handled without needing an acknowledgement. */
-export const ReadFrame = z.object({ op: z.literal("read"), ids: z.array(TextOf(200)).max(1000) }).strict();
+/** Direct messages (to the socket's agent) handled without needing an acknowledgement; with a `ref`, answered `ok`. */
+export const ReadFrame = z
+  .object({ op: z.literal("read"), ref: Ref.optional(), ids: z.array(TextOf(200)).max(1000) })
+  .strict();
 /** The agent's handlers are done up to `seq` (where a fresh connection resumes). */
 export const CursorFrame = z.object({ op: z.literal("cursor"), seq: z.number().int().min(0) }).strict();
 /** The next page of a replay. */
