@@ -106,79 +106,45 @@ def in_processes(
     return claimed, max(elapsed for _, elapsed in results)
 
 
-def _descendants(root: int) -> set[int]:
-    """``root`` and every process below it (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().split(")")[-1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def worker_pid(worker: EdgeWorker) -> int | None:
-    """The wrangler process serving ``worker`` (found by its --persist-to folder), or None."""
-    needle = f"--persist-to {worker.server.persist_to} "
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in cmd and "wrangler" in cmd and "_supervise" not in cmd:
-            return int(entry.name)
-    return None
-
-
-WORKER_PID: int | None = None
-"""Set once the Worker runs: CPU figures then count only its processes."""
-
-
-def cpu_ticks() -> dict[str, int]:
+def cpu_ticks(root: int) -> dict[str, int]:
     """CPU time (clock ticks) so far of each process on the request path, by role (Linux).
 
-    Once :data:`WORKER_PID` is set, only that Worker's processes and this
-    process (with its children) count: other Workers on a shared machine (other
-    test sessions) stay out of the figures.
+    Only this benchmark's own processes count: the Worker's process tree below
+    ``root`` (its supervisor) and this client; other Workers on the machine do not.
     """
-    totals: dict[str, int] = {}
-    me = os.getpid()
-    mine = _descendants(WORKER_PID) | _descendants(me) if WORKER_PID is not None else None
+    procs: dict[int, tuple[int, str, int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or (mine is not None and int(entry.name) not in mine):
+        if not entry.name.isdigit():
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             fields = (entry / "stat").read_text().split(")")[-1].split()
         except OSError:
             continue
+        procs[int(entry.name)] = (int(fields[1]), cmd, int(fields[11]) + int(fields[12]))
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (parent, _, _) in procs.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    totals: dict[str, int] = {"client (python)": procs.get(os.getpid(), (0, "", 0))[2]}
+    for pid in tree & procs.keys():
+        _, cmd, ticks = procs[pid]
         if "workerd" in cmd and " serve " in cmd:
-            role = (
-                "workerd (Worker + D1)" if "entry=127.0.0.1:0 " in cmd + " " else "wrangler's proxy"
-            )
+            inner = "entry=127.0.0.1:0 " in cmd + " "
+            role = "workerd (Worker + D1)" if inner else "wrangler's proxy"
         elif "wrangler" in cmd:
             role = "wrangler (node)"
-        elif int(entry.name) == me:
-            role = "client (python)"
-        elif mine is not None and "python" in cmd:
-            role = "client children (python)"
         else:
             continue
-        totals[role] = totals.get(role, 0) + int(fields[11]) + int(fields[12])
+        totals[role] = totals.get(role, 0) + ticks
     return totals
 
 
-async def latency_profile(url: str, token: str, n: int = 300) -> None:
+async def latency_profile(url: str, token: str, root: int, n: int = 300) -> None:
     """Request overhead: latency, time inside the Worker and D1, and CPU per request by process."""
     headers = {"Authorization": f"Bearer {token}"}
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
@@ -196,7 +162,7 @@ async def latency_profile(url: str, token: str, n: int = 300) -> None:
             ),
         ):
             total, inside, d1 = [], [], []
-            before = cpu_ticks()
+            before = cpu_ticks(root)
             for _ in range(n):
                 extra = {"Idempotency-Key": os.urandom(8).hex()} if method == "POST" else {}
                 started = time.perf_counter()
@@ -207,7 +173,7 @@ async def latency_profile(url: str, token: str, n: int = 300) -> None:
                 db = re.search(r"db;dur=([\d.]+)", timing)
                 inside.append(float(worker.group(1)) / 1000 if worker else 0.0)
                 d1.append(float(db.group(1)) / 1000 if db else 0.0)
-            after = cpu_ticks()
+            after = cpu_ticks(root)
             print(
                 f"{label:<44} p50 {p50(total):6.2f} ms; inside the Worker {p50(inside):5.2f} ms "
                 f"(D1 {p50(d1):5.2f} ms; the Workers clock stops during CPU work)"
@@ -234,13 +200,12 @@ async def main() -> None:
     started = time.perf_counter()
     worker = EdgeWorker.start(work / "worker")
     print(f"Worker built and started in {time.perf_counter() - started:.1f} s at {worker.url}")
-    global WORKER_PID
-    WORKER_PID = worker_pid(worker)
     try:
         if args.part in ("all", "tasks"):
             await run_all(worker, work, n, m, args.singles)
         if args.part in ("all", "mail"):
-            await run_mail(worker, work, args.messages, args.cycles, cpu_ticks)
+            pid = worker.server.pid or os.getpid()
+            await run_mail(worker, work, args.messages, args.cycles, lambda: cpu_ticks(pid))
     finally:
         worker.stop()
 
@@ -248,7 +213,8 @@ async def main() -> None:
 async def run_all(worker: EdgeWorker, work: Path, n: int, m: int, singles: int) -> None:
     specs = make_specs(n)
     project = worker.new_project()
-    await latency_profile(worker.url, project.token)
+    root = worker.server.pid or 0
+    await latency_profile(worker.url, project.token, root)
 
     # create, single (a fresh project each, so both start empty)
     single_specs = specs[:singles]
@@ -313,8 +279,16 @@ async def run_all(worker: EdgeWorker, work: Path, n: int, m: int, singles: int) 
                 while (task := await store.claim_next(agent)) is not None:
                     won.append(task.id)
 
+            before = cpu_ticks(root)
             elapsed = await atimed(asyncio.gather(*(claimer(f"a{i}") for i in range(8))))
+            after = cpu_ticks(root)
             rates[name] = m / elapsed
+            if name == "edge":
+                tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+                per = {k: (after[k] - before.get(k, 0)) * tick_ms / m for k in after}
+                profile = ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(per.items()))
+                total = sum(per.values())
+                print(f"    CPU per claim (8 coroutines): {profile}; total {total:.2f} ms")
             doubles[name] = len(won) - len(set(won))
             assert len(set(won)) == m, f"{name}: {len(set(won))} of {m} claimed"
     report(

@@ -22,20 +22,29 @@ def http(worker: EdgeWorker, token: str | None) -> httpx.Client:
     return httpx.Client(base_url=worker.url, headers=headers, timeout=60)
 
 
-def audit_entries(worker: EdgeWorker, project: str | None = None) -> list[dict[str, Any]]:
-    query = f"?limit=1000&project={project}" if project else "?limit=1000"
-    status, answer = worker.call("GET", f"/api/audit{query}")
-    assert status == 200
-    entries: list[dict[str, Any]] = answer["entries"]
-    return entries
+def audit_entries(worker: EdgeWorker, since_ms: int) -> list[dict[str, Any]]:
+    """Every audit entry from ``since_ms`` on (the admin sees all), page by page."""
+    entries: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        query = f"?limit=1000&since={since_ms}&after={after}"
+        status, answer = worker.call("GET", f"/api/audit{query}")
+        assert status == 200
+        page: list[dict[str, Any]] = answer["entries"]
+        entries.extend(page)
+        if len(page) < 1000:
+            return entries
+        after = page[-1]["seq"]
 
 
 def wait_for_audit(worker: EdgeWorker, request_ids: set[str], status: int) -> list[dict[str, Any]]:
+    """The audit entries of ``request_ids`` (each with ``status``), once all are written."""
+    since_ms = int(time.time() * 1000) - 120_000  # the requests were just sent
     deadline = time.monotonic() + 10
     while True:
         found = [
             e
-            for e in audit_entries(worker)
+            for e in audit_entries(worker, since_ms)
             if e["request_id"] in request_ids and e["status"] == status
         ]
         if {e["request_id"] for e in found} == request_ids:

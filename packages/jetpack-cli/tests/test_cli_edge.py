@@ -117,6 +117,7 @@ def test_build_writes_a_checked_worker_folder(workdir: Path) -> None:
     assert f"modules: {installed}" in result.stdout
     config = json.loads((out / "wrangler.jsonc").read_text(encoding="utf-8"))
     assert config["ratelimits"][0]["simple"]["limit"] == 50
+    assert config["observability"] == {"enabled": True}  # a deployable build keeps its traces
     assert (out / "src" / "modules" / "tasks" / "routes.ts").exists()
     assert (out / "migrations" / "tasks" / "0001_init.sql").exists()
 
@@ -140,6 +141,9 @@ def test_dev_serves_tokens_work_and_state_survives_a_restart(workdir: Path) -> N
     try:
         modules = httpx.get(f"{dev.url}/api/health").json()["modules"]
         assert modules == [m.name for m in discover_modules()] and "tasks" in modules
+        built = workdir / ".jetpack" / "edge" / "worker" / "wrangler.jsonc"
+        local = json.loads(built.read_text(encoding="utf-8"))
+        assert local["observability"] == {"enabled": False}, "no traces to pay for locally"
         admin_file = workdir / ".jetpack" / "edge" / "admin-token"
         assert stat.S_IMODE(admin_file.stat().st_mode) == 0o600
         created = jetpack(workdir, "edge", "token", "create", "--project", "demo", "--url", dev.url)

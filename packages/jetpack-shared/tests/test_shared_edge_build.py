@@ -156,6 +156,10 @@ def test_config_of_vectorize_ai_and_build_features(
     assert config["ai"] == {"binding": "AI"}
     assert config["vars"]["ALPHA_FLAG"] == "on"
     assert "ALPHA_FLAG" not in wrangler_config(modules, BuildOptions())["vars"]
+    # Traces when deployed; local runs (jetpack edge dev, the fixture) build without.
+    assert config["observability"] == {"enabled": True}
+    local = wrangler_config(modules, BuildOptions(observability=False))
+    assert local["observability"] == {"enabled": False}
 
 
 def test_bad_options_and_migration_names_are_refused(

@@ -28,27 +28,27 @@ def client(worker: EdgeWorker, token: str | None = None) -> httpx.Client:
 
 
 def audit(worker: EdgeWorker, **params: Any) -> list[dict[str, Any]]:
+    """Audit entries of the last two minutes (the admin sees all), page by page.
+
+    The session's Worker serves every edge test, so the log holds far more
+    than one page; the entries a test looks for were just written.
+    """
+    params.setdefault("since", int(time.time() * 1000) - 120_000)
+    entries: list[dict[str, Any]] = []
+    after = int(params.pop("after", 0))
     with client(worker, worker.admin_token) as http:
-        answer = http.get("/api/audit", params={"limit": 1000, **params})
-    assert answer.status_code == 200, answer.text
-    entries: list[dict[str, Any]] = answer.json()["entries"]
-    return entries
-
-
-def audit_row(worker: EdgeWorker, request_id: str, status: int) -> dict[str, Any] | None:
-    """This request's audit row, if written (read page by page: the session's Worker is
-    shared by every cf package's tests, whose rows may number thousands)."""
-    after = 0
-    while entries := audit(worker, after=after, since=int((time.time() - 600) * 1000)):
-        for entry in entries:
-            if entry["request_id"] == request_id and entry["status"] == status:
-                return entry
-        after = entries[-1]["seq"]
-    return None
+        while True:
+            answer = http.get("/api/audit", params={"limit": 1000, "after": after, **params})
+            assert answer.status_code == 200, answer.text
+            page: list[dict[str, Any]] = answer.json()["entries"]
+            entries.extend(page)
+            if len(page) < 1000:
+                return entries
+            after = page[-1]["seq"]
 
 
 def audited(worker: EdgeWorker, request_id: str, status: int) -> bool:
-    return audit_row(worker, request_id, status) is not None
+    return any(e["request_id"] == request_id and e["status"] == status for e in audit(worker))
 
 
 def tokens_of(worker: EdgeWorker, project: str) -> list[dict[str, Any]]:
@@ -110,8 +110,8 @@ def test_requests_without_a_valid_token_get_401_and_are_audited(
     assert_error(answer, 401, "unauthorized")
     assert answer.headers["WWW-Authenticate"] == "Bearer"
     assert eventually_true(lambda: audited(edge_worker, headers["X-Request-Id"], 401))
-    entry = audit_row(edge_worker, headers["X-Request-Id"], 401)
-    assert entry is not None and entry["token_id"] is None and entry["project"] is None
+    entry = next(e for e in audit(edge_worker) if e["request_id"] == headers["X-Request-Id"])
+    assert entry["token_id"] is None and entry["project"] is None
 
 
 def eventually_true(check: Any, timeout: float = 10.0) -> bool:

@@ -30,7 +30,7 @@ from jetpack.shared import (
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.edge.client import EdgeClient
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
-from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS
+from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS, check_json_object
 
 __all__ = ["CloudflareTaskStore"]
 
@@ -277,12 +277,10 @@ class CloudflareTaskStore(AsyncStoreMixin):
         result: Mapping[str, Any] | None = None,
     ) -> Task:
         """Finish a held task (``result`` goes to ``metadata["result"]``)."""
-        if result is not None and not isinstance(result, Mapping):
-            raise ValidationError("result", "must be a JSON object")
         body = {
             "agent_id": agent_id,
             "actual_minutes": actual_minutes,
-            "result": None if result is None else dict(result),
+            "result": None if result is None else check_json_object(result, "result"),
         }
         return await self._holder(task_id, "complete", body)
 

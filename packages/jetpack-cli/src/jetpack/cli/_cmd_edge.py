@@ -78,7 +78,12 @@ def _toolchain() -> Toolchain:
 
 
 def _options(
-    rate_limit: int, rate_period: int, cors: list[str] | None, name: str = "jetpack"
+    rate_limit: int,
+    rate_period: int,
+    cors: list[str] | None,
+    name: str = "jetpack",
+    *,
+    observability: bool = True,
 ) -> BuildOptions:
     try:
         return BuildOptions(
@@ -86,6 +91,7 @@ def _options(
             rate_limit=rate_limit,
             rate_limit_period=rate_period,
             cors_origins=tuple(cors or ()),
+            observability=observability,
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
@@ -148,7 +154,7 @@ def dev(
     toolchain = _toolchain()
     edge_dir = _edge_dir()
     state = (persist_to or edge_dir / "state").resolve()
-    options = _options(rate_limit, rate_period, cors)
+    options = _options(rate_limit, rate_period, cors, observability=False)  # no traces locally
     with _sigterm_as_interrupt():
         server: DevServer | None = None
         try:

@@ -353,5 +353,5 @@ function register(app: GatewayApp): void {
   );
 }
 
-const tasks: JetpackModule = { name: "tasks", register };
+const tasks: JetpackModule = { name: "tasks", register, keyInFirstCall: true };
 export default tasks;

@@ -5,7 +5,7 @@
  * inside the statements themselves, never by reading first and writing after.
  * Times are epoch milliseconds of the Worker's clock; JSON arrays are TEXT.
  */
-import { PROJECT, raw, type Sql, sql } from "@jetpack/gateway";
+import { guard, PROJECT, type Raw, raw, type Sql, sql } from "@jetpack/gateway";
 
 /** Every stored column (but the project), in the order the rows module reads them. */
 export const COLUMNS = [
@@ -65,8 +65,8 @@ const CLAIM_ORDER = raw("ORDER BY t.priority_rank, t.created_at, t.id");
 export const selectTask = (id: string): Sql =>
   sql`SELECT ${COLS} FROM tasks WHERE project = ${PROJECT} AND id = ${id}`;
 
-export const existingIds = (ids: string[]): Sql =>
-  sql`SELECT id FROM tasks WHERE project = ${PROJECT} AND id IN (SELECT value FROM json_each(${JSON.stringify(ids)}))`;
+export const existingIds = (idsJson: string): Sql =>
+  sql`SELECT id FROM tasks WHERE project = ${PROJECT} AND id IN (SELECT value FROM json_each(${idsJson}))`;
 
 export const readyTasks = (now: number, limit: number): Sql =>
   sql`SELECT ${T_COLS} FROM tasks AS t WHERE ${ready(now)} ${CLAIM_ORDER} LIMIT ${limit}`;
@@ -96,6 +96,36 @@ const held = (id: string, agent: string, now: number): Sql => sql`
   project = ${PROJECT} AND id = ${id} AND status IN ('claimed', 'in_progress')
   AND assigned_agent = ${agent} AND claim_expires_at > ${now}`;
 
+/**
+ * `rules.blocker_names(x)` is truthy: `x` is `dependency <id> failed` or
+ * `dependency <id> blocked` with a non-empty id (three words). `loose` also
+ * accepts the empty id (`rules.blocker_names(x) is not None`).
+ */
+const namesTask = (x: string, loose = false): Raw =>
+  raw(`(substr(${x}, 1, 11) = 'dependency ' AND length(${x}) - length(replace(${x}, ' ', '')) = 2
+    AND (${x} GLOB '* failed' OR ${x} GLOB '* blocked')${loose ? "" : ` AND substr(${x}, 12, 1) <> ' '`})`);
+
+/** The id a dependency blocker `x` names (see `namesTask`). */
+const namedId = (x: string): Raw => raw(`substr(${x}, 12, instr(substr(${x}, 12), ' ') - 1)`);
+
+/**
+ * Where a task going back to the queue (a release, a retry, a lapsed claim)
+ * belongs, as far as one statement can tell (`rules.resettle` when no
+ * dependency is failed or blocked and no blocker names a task): `ready` with
+ * no blockers and every dependency completed (an unknown one is not), else
+ * `pending`. `needsSettle` flags the rows that need the whole rule.
+ */
+const settled = raw(`CASE WHEN blockers <> '[]' OR EXISTS (
+      SELECT 1 FROM task_deps AS d LEFT JOIN tasks AS p ON p.project = d.project AND p.id = d.depends_on
+      WHERE d.project = tasks.project AND d.task_id = tasks.id AND (p.status IS NULL OR p.status <> 'completed'))
+    THEN 'pending' ELSE 'ready' END`);
+
+/** Returned with the rows a statement put back in the queue: true where `resettle` must finish the job. */
+const needsSettle = raw(`status IN ('pending', 'ready') AND (
+    EXISTS (SELECT 1 FROM json_each(tasks.blockers) AS b WHERE ${namesTask("b.value", true).text})
+    OR EXISTS (SELECT 1 FROM task_deps AS d JOIN tasks AS p ON p.project = d.project AND p.id = d.depends_on
+      WHERE d.project = tasks.project AND d.task_id = tasks.id AND p.status IN ('failed', 'blocked'))) AS needs_settle`);
+
 export const renew = (id: string, agent: string, now: number, ttl: number): Sql => sql`
   UPDATE tasks SET claim_expires_at = ${now + ttl}, updated_at = ${now}, version = version + 1
   WHERE ${held(id, agent, now)} RETURNING ${COLS}`;
@@ -105,9 +135,9 @@ export const start = (id: string, agent: string, now: number): Sql => sql`
   WHERE ${held(id, agent, now)} RETURNING ${COLS}`;
 
 export const release = (id: string, agent: string, now: number): Sql => sql`
-  UPDATE tasks SET status = 'ready', assigned_agent = NULL, claim_expires_at = NULL,
+  UPDATE tasks SET status = ${settled}, assigned_agent = NULL, claim_expires_at = NULL,
     updated_at = ${now}, version = version + 1
-  WHERE ${held(id, agent, now)} RETURNING id`;
+  WHERE ${held(id, agent, now)} RETURNING id, ${needsSettle}`;
 
 export const complete = (
   id: string,
@@ -128,12 +158,12 @@ const MAX_RETRY_DELAY_MS = 6 * 60 * 60 * 1000;
 
 /**
  * `rules.next_after_failure` applied to the rows matching `where`: retry after
- * `base × 2^retries` (capped) while retries remain, else `failed`. SQLite
- * evaluates every SET expression on the old row.
+ * `base × 2^retries` (capped) while retries remain, placed by `settled`; else
+ * `failed`. SQLite evaluates every SET expression on the old row.
  */
 const failSet = (now: number, base: number, error: string, kind: string): Sql => sql`
   UPDATE tasks SET
-    status = CASE WHEN retry_count + 1 <= max_retries THEN 'ready' ELSE 'failed' END,
+    status = CASE WHEN retry_count + 1 <= max_retries THEN ${settled} ELSE 'failed' END,
     not_before = CASE WHEN retry_count + 1 <= max_retries
       THEN ${now} + min(${base} * (1 << min(retry_count, 30)), ${MAX_RETRY_DELAY_MS}) ELSE NULL END,
     retry_count = retry_count + 1,
@@ -142,67 +172,102 @@ const failSet = (now: number, base: number, error: string, kind: string): Sql =>
     updated_at = ${now}, version = version + 1`;
 
 export const fail = (id: string, agent: string, now: number, base: number, error: string, kind: string): Sql =>
-  sql`${failSet(now, base, error, kind)} WHERE ${held(id, agent, now)} RETURNING ${COLS}`;
+  sql`${failSet(now, base, error, kind)} WHERE ${held(id, agent, now)} RETURNING ${COLS}, ${needsSettle}`;
 
 /** Every lapsed claim back to the queue: a `stalled` failure with no back-off. */
 export const recover = (now: number): Sql => sql`
   ${failSet(now, 0, "claim expired", "stalled")}
   WHERE project = ${PROJECT} AND status IN ('claimed', 'in_progress') AND claim_expires_at <= ${now}
-  RETURNING ${COLS}`;
+  RETURNING ${COLS}, ${needsSettle}`;
 
-/** Failed tasks a recovery at `now` produced: the roots to block below. */
+/** The label a failed task gives its dependants: the root cause it names, else itself (`labelOf`). */
+const failedLabel = raw(`coalesce(
+    (SELECT b.value FROM json_each(tasks.blockers) AS b WHERE ${namesTask("b.value").text} ORDER BY b.key LIMIT 1),
+    'dependency ' || tasks.id || ' failed')`);
+
+/** `(id, label)` of the tasks a recovery at `now` failed: the roots to block below. */
 export const recoveredRoots = (now: number): Sql => sql`
-  SELECT id FROM tasks WHERE project = ${PROJECT} AND status = 'failed'
+  SELECT id, ${failedLabel} FROM tasks WHERE project = ${PROJECT} AND status = 'failed'
     AND updated_at = ${now} AND failure_type = 'stalled'`;
 
-/** A JSON array of ids as a one-column select. */
-export const idsOf = (ids: string[]): Sql => sql`SELECT value FROM json_each(${JSON.stringify(ids)})`;
+/** `(id, label)` of task `id` if a failure at `now` failed it. */
+export const failedRoot = (id: string, now: number): Sql => sql`
+  SELECT id, ${failedLabel} FROM tasks WHERE project = ${PROJECT} AND id = ${id} AND status = 'failed'
+    AND updated_at = ${now}`;
+
+/** `(id, label)` of one root given by the caller. */
+export const root = (id: string, label: string): Sql => sql`SELECT ${id}, ${label}`;
 
 /**
- * Block every open task below a failed task: for each failed task that is one
- * of `candidates` or an ancestor of one, each task depending on it (directly
- * or through others) becomes `blocked`, with `dependency <failed id> failed`
- * among its blockers (added once). A held task there loses its claim. This is
- * how a failure, a new dependency edge, an import or a status change keep the
- * rule "a dependant of a failed task is blocked, naming it".
+ * `rules.plan_block` for each root of `roots` (`(id, label)` rows, failed or
+ * blocked tasks): every task below it, directly or not, becomes `blocked`
+ * with the root's label among its blockers (added once); final and held tasks
+ * are left alone (a held one is placed when it comes back to the queue), and
+ * a task already blocked by a dependency keeps its blockers. A task below
+ * several roots at once takes one label.
  */
-export const blockBelowFailed = (candidates: Sql, now: number): Sql => sql`
+export const blockBelow = (roots: Sql, now: number): Sql => sql`
   WITH RECURSIVE
-    cand(id) AS (${candidates}),
-    up(id) AS (
-      SELECT id FROM cand
-      UNION SELECT d.depends_on FROM task_deps AS d JOIN up ON d.project = ${PROJECT} AND d.task_id = up.id),
-    roots(id) AS (
-      SELECT t.id FROM tasks AS t JOIN up ON t.project = ${PROJECT} AND t.id = up.id WHERE t.status = 'failed'),
-    down(id, root) AS (
-      SELECT d.task_id, d.depends_on FROM task_deps AS d JOIN roots AS r
-        ON d.project = ${PROJECT} AND d.depends_on = r.id
-      UNION SELECT d.task_id, down.root FROM task_deps AS d JOIN down
+    r(id, label) AS (${roots}),
+    down(id, label) AS (
+      SELECT d.task_id, r.label FROM task_deps AS d JOIN r ON d.project = ${PROJECT} AND d.depends_on = r.id
+      UNION SELECT d.task_id, down.label FROM task_deps AS d JOIN down
         ON d.project = ${PROJECT} AND d.depends_on = down.id),
-    want(id, blocker) AS (SELECT DISTINCT id, 'dependency ' || root || ' failed' FROM down)
+    want(id, label) AS (SELECT id, min(label) FROM down GROUP BY id)
   UPDATE tasks SET
     status = 'blocked',
-    blockers = (SELECT json_group_array(value) FROM (
-      SELECT value FROM json_each(tasks.blockers)
-      UNION ALL
-      SELECT w.blocker FROM want AS w
-      WHERE w.id = tasks.id AND w.blocker NOT IN (SELECT value FROM json_each(tasks.blockers)))),
-    assigned_agent = CASE WHEN status IN ('claimed', 'in_progress') THEN NULL ELSE assigned_agent END,
-    claim_expires_at = NULL,
+    blockers = (SELECT CASE WHEN EXISTS (SELECT 1 FROM json_each(tasks.blockers) WHERE value = w.label)
+        THEN tasks.blockers ELSE json_insert(tasks.blockers, '$[#]', w.label) END
+      FROM want AS w WHERE w.id = tasks.id),
     updated_at = ${now}, version = version + 1
-  WHERE project = ${PROJECT} AND id IN (SELECT id FROM want) AND status NOT IN ('completed', 'failed')
-    AND (status <> 'blocked' OR EXISTS (
-      SELECT 1 FROM want AS w WHERE w.id = tasks.id
-        AND w.blocker NOT IN (SELECT value FROM json_each(tasks.blockers))))`;
+  WHERE project = ${PROJECT} AND id IN (SELECT id FROM want)
+    AND status NOT IN ('completed', 'failed', 'claimed', 'in_progress')
+    AND NOT (status = 'blocked' AND EXISTS (
+      SELECT 1 FROM json_each(tasks.blockers) AS b WHERE ${namesTask("b.value")}))`;
 
-/** A pending dependant of `id` whose dependencies are now all completed becomes `ready`. */
+/**
+ * `rules.resettle` for the direct dependants of a task that just completed: a
+ * pending one with no blockers whose every dependency is completed (an unknown
+ * one is not) becomes `ready`.
+ */
 export const promoteDependants = (id: string, now: number): Sql => sql`
   UPDATE tasks SET status = 'ready', updated_at = ${now}, version = version + 1
-  WHERE project = ${PROJECT} AND status = 'pending'
+  WHERE project = ${PROJECT} AND +status = 'pending' AND blockers = '[]'
     AND id IN (SELECT task_id FROM task_deps WHERE project = ${PROJECT} AND depends_on = ${id})
     AND NOT EXISTS (
-      SELECT 1 FROM task_deps AS d JOIN tasks AS p ON p.project = d.project AND p.id = d.depends_on
-      WHERE d.project = ${PROJECT} AND d.task_id = tasks.id AND p.status <> 'completed')`;
+      SELECT 1 FROM task_deps AS d LEFT JOIN tasks AS p ON p.project = d.project AND p.id = d.depends_on
+      WHERE d.project = ${PROJECT} AND d.task_id = tasks.id AND (p.status IS NULL OR p.status <> 'completed'))`;
+
+/** Status and blockers of rows given as a JSON array of `{id, status, blockers, updated_at, version}`. */
+export const settleRows = (rowsJson: string): Sql => sql`
+  UPDATE tasks SET status = json_extract(j.value, '$.status'), blockers = json_extract(j.value, '$.blockers'),
+    updated_at = json_extract(j.value, '$.updated_at'), version = json_extract(j.value, '$.version')
+  FROM json_each(${rowsJson}) AS j
+  WHERE tasks.project = ${PROJECT} AND tasks.id = json_extract(j.value, '$.id')`;
+
+/**
+ * Abort the batch unless every task of a JSON array of `[id, version]` still
+ * has that version (-1: still absent) and, when `graph` is given, the
+ * project's graph version is still `graph`: what a decision read is still true.
+ */
+export const unchanged = (seenJson: string, graph: number | null): Sql => guard(sql`
+  EXISTS (SELECT 1 FROM json_each(${seenJson}) AS j
+    WHERE coalesce((SELECT t.version FROM tasks AS t
+      WHERE t.project = ${PROJECT} AND t.id = json_extract(j.value, '$[0]')), -1) <> json_extract(j.value, '$[1]'))
+  ${graph === null ? sql`` : sql`OR coalesce((SELECT version FROM task_graph WHERE project = ${PROJECT}), 0) <> ${graph}`}`);
+
+/** Ids, statuses and versions of the ids in a JSON array (those that exist). */
+export const statusesIn = (idsJson: string): Sql => sql`
+  SELECT id, status, version FROM tasks WHERE project = ${PROJECT} AND id IN (SELECT value FROM json_each(${idsJson}))`;
+
+/** Every edge below `id` (towards its dependants), for `rules.dependants_closure`. */
+export const edgesBelow = (id: string): Sql => sql`
+  WITH RECURSIVE below(id) AS (
+    SELECT ${id}
+    UNION SELECT d.task_id FROM task_deps AS d JOIN below ON d.project = ${PROJECT} AND d.depends_on = below.id)
+  SELECT d.depends_on AS depends_on, d.task_id AS task_id FROM task_deps AS d
+  WHERE d.project = ${PROJECT} AND d.depends_on IN (SELECT id FROM below)
+  ORDER BY d.depends_on, d.task_id`;
 
 /** Insert rows given as a JSON array of objects keyed by column (one bound parameter). */
 export const insertRows = (rowsJson: string, upsert: boolean): Sql => {
@@ -243,12 +308,12 @@ export const dependantsOf = (id: string): Sql => sql`
 
 export const deleteTask = (id: string): Sql => sql`DELETE FROM tasks WHERE project = ${PROJECT} AND id = ${id}`;
 
-/** The project's graph version (created at 0 on first use). */
-export const ensureGraph = (): Sql =>
-  sql`INSERT INTO task_graph (project, version) VALUES (${PROJECT}, 0) ON CONFLICT (project) DO NOTHING`;
+/** The project's graph version (no row: 0). */
 export const graphVersion = (): Sql => sql`SELECT version FROM task_graph WHERE project = ${PROJECT}`;
-export const bumpGraph = (seen: number): Sql =>
-  sql`UPDATE task_graph SET version = version + 1 WHERE project = ${PROJECT} AND version = ${seen}`;
+/** One more edge change: the graph version goes up (decisions that read the graph then retry). */
+export const bumpGraph = (): Sql => sql`
+  INSERT INTO task_graph (project, version) VALUES (${PROJECT}, 1)
+  ON CONFLICT (project) DO UPDATE SET version = version + 1`;
 
 export const listTasks = (filters: {
   status?: readonly string[] | undefined;
@@ -286,15 +351,15 @@ export const meanCompletion = (): Sql => sql`
   SELECT avg(actual_minutes) AS m FROM tasks
   WHERE project = ${PROJECT} AND status = 'completed' AND actual_minutes IS NOT NULL`;
 
-/** An update of the given columns (values already encoded), with a version check. */
-export const updateColumns = (id: string, version: number, values: Partial<Record<Column, unknown>>): Sql => {
+/** An update of the given columns (values already encoded), bumping the version. */
+export const updateColumns = (id: string, values: Partial<Record<Column, unknown>>): Sql => {
   const sets = Object.entries(values).map(([column, value]) => {
     if (!(COLUMNS as readonly string[]).includes(column)) throw new Error(`unknown column ${column}`);
     return sql`${raw(column)} = ${value as string | number | null}`;
   });
   const assignments = sets.reduce((acc, part) => sql`${acc}, ${part}`);
   return sql`UPDATE tasks SET ${assignments}, version = version + 1
-    WHERE project = ${PROJECT} AND id = ${id} AND version = ${version} RETURNING ${COLS}`;
+    WHERE project = ${PROJECT} AND id = ${id} RETURNING ${COLS}`;
 };
 
 /** The stored rows of the ids in a JSON array. */

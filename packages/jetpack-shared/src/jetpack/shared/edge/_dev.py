@@ -133,6 +133,11 @@ class DevServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the supervisor while it runs (wrangler and workerd are below it)."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def running(self) -> bool:
         """True while the supervised wrangler runs."""
         return self._proc is not None and self._proc.poll() is None

@@ -22,6 +22,7 @@ from jetpack.shared.testing._helpers import eventually
 from jetpack.shared.testing._mail_contract import MailBusContract
 from jetpack.shared.testing._memory_contract import KitEmbedder, MemoryStoreContract
 from jetpack.shared.testing._mixed import MixedReport, run_mixed_load
+from jetpack.shared.testing._model import agree_on_random_work
 from jetpack.shared.testing._paths import (
     judge_lease_path_rules,
     lease_overlap_cases,
@@ -48,6 +49,7 @@ __all__ = [
     "MixedReport",
     "StoreSpec",
     "TaskStoreContract",
+    "agree_on_random_work",
     "eventually",
     "first_open_race",
     "judge_lease_path_rules",

@@ -94,6 +94,7 @@ class EdgeWorker:
         ``modules`` defaults to every installed cf package's module.
         """
         toolchain = toolchain or ensure_toolchain()
+        options = options or BuildOptions(observability=False)  # as `jetpack edge dev` runs it
         build = build_worker(root / "worker", options, modules=modules, toolchain=toolchain)
         server = DevServer(
             build,

@@ -21,6 +21,13 @@ export interface JetpackModule {
   register(app: GatewayApp): void;
   /** Periodic clean-up (retention), run by the cron trigger. */
   scheduled?(env: Bindings, now: number): Promise<void>;
+  /**
+   * True when every route of the module reaches storage only through
+   * `c.var.db` (D1, no Durable Object): the gateway then records a request's
+   * `Idempotency-Key` inside the route's first D1 call instead of a call of
+   * its own (one round trip less per keyed mutation).
+   */
+  readonly keyInFirstCall?: boolean;
 }
 
 const Health = z
@@ -57,6 +64,7 @@ export function createApp(modules: readonly JetpackModule[]): GatewayApp {
     },
   });
   app.onError(onError);
+  const keyInFirstCall = new Set<unknown>();
   app.notFound((c) => errorResponse(c, new ApiError(404, "not_found", `no route ${c.req.method} ${c.req.path}`)));
   app.use(
     "*",
@@ -66,7 +74,7 @@ export function createApp(modules: readonly JetpackModule[]): GatewayApp {
     bodyLimit(),
     auth(),
     rateLimit(),
-    idempotency(),
+    idempotency(keyInFirstCall),
     assembleUpload(),
   );
 
@@ -94,7 +102,11 @@ export function createApp(modules: readonly JetpackModule[]): GatewayApp {
   );
   registerTokenRoutes(app);
   registerUploadRoutes(app);
-  for (const module of modules) module.register(app);
+  for (const module of modules) {
+    const before = app.routes.length;
+    module.register(app);
+    if (module.keyInFirstCall === true) for (const route of app.routes.slice(before)) keyInFirstCall.add(route.handler);
+  }
   app.doc31("/api/openapi.json", {
     openapi: "3.1.0",
     info: {

@@ -28,17 +28,37 @@ export function newId(prefix: string): string {
   return `${prefix}-${out}`;
 }
 
-/** Hex SHA-256 of a string. */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+/** SHA-256 of a string. */
+export async function sha256(text: string): Promise<ArrayBuffer> {
+  return await crypto.subtle.digest("SHA-256", encoder.encode(text));
 }
 
-/** Compare two secrets in constant time (of their SHA-256 digests). */
-export async function sameSecret(a: string, b: string): Promise<boolean> {
-  const [da, db] = await Promise.all([
-    crypto.subtle.digest("SHA-256", encoder.encode(a)),
-    crypto.subtle.digest("SHA-256", encoder.encode(b)),
-  ]);
-  return crypto.subtle.timingSafeEqual(da, db);
+/** Hex of a digest. */
+export function hexOf(digest: ArrayBuffer): string {
+  let out = "";
+  for (const byte of new Uint8Array(digest)) out += byte.toString(16).padStart(2, "0");
+  return out;
+}
+
+/** Hex SHA-256 of a string. */
+export async function sha256Hex(text: string): Promise<string> {
+  return hexOf(await sha256(text));
+}
+
+/** Digests of the secrets tokens are compared with (the admin secret), per isolate. */
+const secretDigests = new Map<string, ArrayBuffer>();
+
+/**
+ * Whether `digest` (the SHA-256 of a presented token) is that of `secret`,
+ * compared in constant time. The secret's digest is computed once per isolate,
+ * so checking a token costs one digest, which also serves its lookup.
+ */
+export async function digestIsSecret(digest: ArrayBuffer, secret: string): Promise<boolean> {
+  let known = secretDigests.get(secret);
+  if (known === undefined) {
+    known = await sha256(secret);
+    if (secretDigests.size >= 4) secretDigests.clear();
+    secretDigests.set(secret, known);
+  }
+  return crypto.subtle.timingSafeEqual(digest, known);
 }

@@ -6,6 +6,7 @@
  * text, and a statement over D1's 100-parameter cap is refused before it
  * reaches D1; {@link chunked} splits row lists to stay under it.
  */
+import { ApiError } from "./errors";
 
 /** Marks where the caller's project goes in a statement. */
 export const PROJECT: unique symbol = Symbol("project");
@@ -98,12 +99,35 @@ export const CHANGED: unique symbol = Symbol("changed");
 /** The error a batch fails with when a {@link CHANGED} guard trips. */
 export class GuardFailed extends Error {
   constructor() {
-    super("a guarded statement changed nothing; the batch was rolled back");
+    super("a guard of the batch tripped (a row changed meanwhile); the batch was rolled back");
     this.name = "GuardFailed";
   }
 }
 
 const GUARD_SQL = "INSERT INTO batch_guard (ok) SELECT 0 WHERE changes() = 0";
+
+/**
+ * In a batch: abort the whole batch (all or nothing) when `condition` holds,
+ * e.g. when a row a decision read has changed since (optimistic concurrency).
+ * The batch then fails with {@link GuardFailed}. `condition` must carry the
+ * project scope like any module statement.
+ */
+export const guard = (condition: Sql): Sql => sql`INSERT INTO batch_guard (ok) SELECT 0 WHERE ${condition}`;
+
+/**
+ * A repeat: this request's `Idempotency-Key` was already recorded when its
+ * first D1 call tried to record it (see {@link ScopedDb.recordFirst}). Nothing
+ * of that call was written. Answered 409 `in_progress` unless the gateway
+ * finds the first answer to replay.
+ */
+export class KeyTaken extends ApiError {
+  constructor() {
+    super(409, "in_progress", "a request with this Idempotency-Key ran or is running; retry");
+    this.name = "KeyTaken";
+  }
+}
+
+const KEY_TAKEN = /UNIQUE constraint failed: idempotency_keys\./;
 
 /** Whether a D1 error is the guard's CHECK failure. */
 export function isGuardFailure(err: unknown): boolean {
@@ -134,11 +158,39 @@ export type Row = Record<string, unknown>;
  * they reach D1.
  */
 export class ScopedDb {
+  private lead: D1PreparedStatement | null = null;
+
   constructor(
     readonly d1: D1Database,
     readonly project: string,
     private readonly timer: DbTimer = new DbTimer(),
   ) {}
+
+  /**
+   * The gateway's: run `statement` (recording the request's idempotency key)
+   * in this request's first D1 call: first in its batch, or alone just before
+   * a single statement. Its unique-key failure is a {@link KeyTaken}.
+   */
+  recordFirst(statement: D1PreparedStatement): void {
+    this.lead = statement;
+  }
+
+  /** True while {@link recordFirst}'s statement has not run yet (no D1 call so far). */
+  get leadPending(): boolean {
+    return this.lead !== null;
+  }
+
+  private async flushLead(): Promise<void> {
+    const lead = this.lead;
+    if (lead === null) return;
+    try {
+      await this.timer.time(lead.run());
+    } catch (err) {
+      if (err instanceof Error && KEY_TAKEN.test(err.message)) throw new KeyTaken();
+      throw err;
+    }
+    this.lead = null;
+  }
 
   /** The prepared statement, after checking the scope and the parameter cap. */
   prepare(query: Sql): D1PreparedStatement {
@@ -148,14 +200,17 @@ export class ScopedDb {
   }
 
   async all<T extends Row>(query: Sql): Promise<T[]> {
+    await this.flushLead();
     return (await this.timer.time(this.prepare(query).all<T>())).results;
   }
 
   async first<T extends Row>(query: Sql): Promise<T | null> {
+    await this.flushLead();
     return await this.timer.time(this.prepare(query).first<T>());
   }
 
   async run(query: Sql): Promise<D1Result> {
+    await this.flushLead();
     return await this.timer.time(this.prepare(query).run());
   }
 
@@ -167,9 +222,14 @@ export class ScopedDb {
   async batch(queries: readonly (Sql | typeof CHANGED)[]): Promise<D1Result<Row>[]> {
     if (queries.length === 0) return [];
     const statements = queries.map((q) => (q === CHANGED ? this.d1.prepare(GUARD_SQL) : this.prepare(q)));
+    const lead = this.lead;
+    this.lead = null;
     try {
-      return await this.timer.time(this.d1.batch<Row>(statements));
+      if (lead === null) return await this.timer.time(this.d1.batch<Row>(statements));
+      return (await this.timer.time(this.d1.batch<Row>([lead, ...statements]))).slice(1);
     } catch (err) {
+      if (lead !== null && err instanceof Error && KEY_TAKEN.test(err.message)) throw new KeyTaken();
+      this.lead = lead; // rolled back with the batch: it runs with the next call
       if (isGuardFailure(err)) throw new GuardFailed();
       throw err;
     }

@@ -6,9 +6,9 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit as honoBodyLimit } from "hono/body-limit";
 import { cors as honoCors } from "hono/cors";
-import { routePath } from "hono/route";
-import { sameSecret, sha256Hex } from "./crypto";
-import { DbTimer, GatewayDb, ScopedDb, sql } from "./db";
+import { matchedRoutes, routePath } from "hono/route";
+import { digestIsSecret, hexOf, sha256 } from "./crypto";
+import { DbTimer, GatewayDb, KeyTaken, ScopedDb, sql } from "./db";
 import { ApiError, errorResponse, tooLarge, unauthorized } from "./errors";
 import type { GatewayEnv } from "./env";
 
@@ -205,8 +205,9 @@ export const auth = (): Middleware => async (c, next) => {
   const match = BEARER.exec(c.req.header("Authorization") ?? "");
   const token = match?.[1];
   if (token === undefined) throw unauthorized("missing bearer token (Authorization: Bearer …)");
+  const digest = await sha256(token);
   const admin = c.env.JETPACK_ADMIN_TOKEN;
-  if (admin !== undefined && admin.length > 0 && (await sameSecret(token, admin))) {
+  if (admin !== undefined && admin.length > 0 && (await digestIsSecret(digest, admin))) {
     c.set("principal", { kind: "admin", tokenId: "admin" });
     if (!ADMIN_PATHS.test(c.req.path)) {
       throw new ApiError(
@@ -218,7 +219,7 @@ export const auth = (): Middleware => async (c, next) => {
     return await next();
   }
   const now = Date.now();
-  const row = await lookupToken(c, await sha256Hex(token), now);
+  const row = await lookupToken(c, hexOf(digest), now);
   if (row === null || row.revoked_at !== null) {
     await throttleGuesses(c);
     throw unauthorized("unknown or revoked token");
@@ -278,64 +279,119 @@ interface KeyRow extends Record<string, unknown> {
 
 /**
  * `Idempotency-Key` on a mutation: the first request runs, its response is
- * kept (written just after it is sent); a retry with the same key gets that response again
- * (`Idempotent-Replayed: true`) and writes nothing. A retry while the first
- * still runs → 409 `in_progress` (retry later); the same key on another route
- * → 422. Responses of 5xx are not kept, so a retry runs again.
+ * kept (written just after it is sent); a retry with the same key gets that
+ * response again (`Idempotent-Replayed: true`) and writes nothing. A retry
+ * while the first still runs → 409 `in_progress` (retry later); the same key
+ * on another route → 422. Responses of 5xx are not kept, so a retry runs again.
+ *
+ * The key is recorded before the route writes anything: by a D1 call of its
+ * own, or, for the routes of modules that reach storage only through
+ * `c.var.db` (`JetpackModule.keyInFirstCall`, the handlers in `inFirstCall`),
+ * inside the route's own first D1 call, which saves a round trip.
  */
-export const idempotency = (): Middleware => async (c, next) => {
-  const key = c.req.header("Idempotency-Key");
-  if (key === undefined || !MUTATIONS.has(c.req.method)) return await next();
-  if (!KEY.test(key)) throw new ApiError(422, "invalid", "1-128 printable characters", "Idempotency-Key");
-  const principal = c.get("principal");
-  const project = principal?.kind === "project" ? principal.project : "";
-  const gw = new GatewayDb(c.env.DB, c.get("dbTimer"));
-  const now = Date.now();
-  const method = c.req.method;
-  const path = c.req.path;
-  const inserted = await gw.run(
-    sql`INSERT INTO idempotency_keys (project, key, method, path, state, created_at)
-        VALUES (${project}, ${key}, ${method}, ${path}, 'pending', ${now})
-        ON CONFLICT (project, key) DO NOTHING`,
-  );
-  if (inserted.meta.changes === 0) {
-    const row = await gw.first<KeyRow>(
-      sql`SELECT method, path, state, status, body, created_at FROM idempotency_keys
-          WHERE project = ${project} AND key = ${key}`,
+export const idempotency =
+  (inFirstCall: ReadonlySet<unknown> = new Set()): Middleware =>
+  async (c, next) => {
+    const key = c.req.header("Idempotency-Key");
+    if (key === undefined || !MUTATIONS.has(c.req.method)) return await next();
+    if (!KEY.test(key)) throw new ApiError(422, "invalid", "1-128 printable characters", "Idempotency-Key");
+    const principal = c.get("principal");
+    const project = principal?.kind === "project" ? principal.project : "";
+    const gw = new GatewayDb(c.env.DB, c.get("dbTimer"));
+    const now = Date.now();
+    const method = c.req.method;
+    const path = c.req.path;
+    const record = sql`INSERT INTO idempotency_keys (project, key, method, path, state, created_at)
+        VALUES (${project}, ${key}, ${method}, ${path}, 'pending', ${now})`;
+    // An uploaded body is reassembled (and its parts deleted) before the route runs: a
+    // repeat must be answered before that, so such a request records its key up front.
+    const db = principal?.kind === "project" ? c.get("db") : undefined;
+    const inRoute = c.req.header("Jetpack-Upload") === undefined && inFirstCall.has(matchedRoutes(c).at(-1)?.handler);
+    if (db !== undefined && inRoute) {
+      db.recordFirst(gw.prepare(record));
+      await next();
+      if (c.error instanceof KeyTaken) {
+        c.error = undefined;
+        c.res = await repeat(c, gw, project, key, now, false);
+        return;
+      }
+      if (db.leadPending) return; // the route never reached D1: nothing to keep
+    } else {
+      const inserted = await gw.run(sql`${record} ON CONFLICT (project, key) DO NOTHING`);
+      if (inserted.meta.changes === 0) {
+        const answer = await repeat(c, gw, project, key, now, true);
+        if (answer !== null) return answer;
+      }
+      await next();
+    }
+    // Kept with the audit row, just after the response: a retry arriving before
+    // that sees the key pending (409 in_progress) and tries again a little later.
+    const status = c.res.status;
+    const deferred = c.get("deferred");
+    if (status >= 500 || status === 429) {
+      deferred.push(gw.prepare(sql`DELETE FROM idempotency_keys WHERE project = ${project} AND key = ${key}`));
+      return;
+    }
+    const body = await c.res.clone().text();
+    deferred.push(
+      gw.prepare(sql`UPDATE idempotency_keys SET state = 'done', status = ${status}, body = ${body}
+          WHERE project = ${project} AND key = ${key}`),
     );
-    if (row !== null && (row.method !== method || row.path !== path)) {
-      throw new ApiError(422, "invalid", "this key was used for another request", "Idempotency-Key");
-    }
-    if (row !== null && row.state === "done" && row.status !== null) {
-      return new Response(row.body, {
-        status: row.status,
-        headers: { "Content-Type": "application/json", "Idempotent-Replayed": "true" },
-      });
-    }
-    const takeover =
-      row === null
-        ? null
-        : await gw.run(
-            sql`UPDATE idempotency_keys SET created_at = ${now}
-                WHERE project = ${project} AND key = ${key} AND state = 'pending'
-                  AND created_at = ${row.created_at} AND created_at <= ${now - PENDING_MS}`,
-          );
-    if (takeover === null || takeover.meta.changes === 0) {
-      throw new ApiError(409, "in_progress", "a request with this Idempotency-Key is still running; retry");
-    }
-  }
-  await next();
-  // Kept with the audit row, just after the response: a retry arriving before
-  // that sees the key pending (409 in_progress) and tries again a little later.
-  const status = c.res.status;
-  const deferred = c.get("deferred");
-  if (status >= 500 || status === 429) {
-    deferred.push(gw.prepare(sql`DELETE FROM idempotency_keys WHERE project = ${project} AND key = ${key}`));
-    return;
-  }
-  const body = await c.res.clone().text();
-  deferred.push(
-    gw.prepare(sql`UPDATE idempotency_keys SET state = 'done', status = ${status}, body = ${body}
-        WHERE project = ${project} AND key = ${key}`),
+  };
+
+/**
+ * The answer to a repeated key: the first response replayed, 422 for a key
+ * used on another route, else 409 `in_progress`. A first request pending past
+ * PENDING_MS is taken to have died: with `takeOver` this one runs instead
+ * (null: go on), else the key is freed and the caller's retry runs.
+ */
+async function repeat(
+  c: Context<GatewayEnv>,
+  gw: GatewayDb,
+  project: string,
+  key: string,
+  now: number,
+  takeOver: true,
+): Promise<Response | null>;
+async function repeat(
+  c: Context<GatewayEnv>,
+  gw: GatewayDb,
+  project: string,
+  key: string,
+  now: number,
+  takeOver: false,
+): Promise<Response>;
+async function repeat(
+  c: Context<GatewayEnv>,
+  gw: GatewayDb,
+  project: string,
+  key: string,
+  now: number,
+  takeOver: boolean,
+): Promise<Response | null> {
+  const row = await gw.first<KeyRow>(
+    sql`SELECT method, path, state, status, body, created_at FROM idempotency_keys
+        WHERE project = ${project} AND key = ${key}`,
   );
-};
+  if (row !== null && (row.method !== c.req.method || row.path !== c.req.path)) {
+    return errorResponse(c, new ApiError(422, "invalid", "this key was used for another request", "Idempotency-Key"));
+  }
+  if (row !== null && row.state === "done" && row.status !== null) {
+    return new Response(row.body, {
+      status: row.status,
+      headers: { "Content-Type": "application/json", "Idempotent-Replayed": "true" },
+    });
+  }
+  if (row !== null && row.created_at <= now - PENDING_MS) {
+    const stale = sql`WHERE project = ${project} AND key = ${key} AND state = 'pending'
+        AND created_at = ${row.created_at}`;
+    const freed = takeOver
+      ? await gw.run(sql`UPDATE idempotency_keys SET created_at = ${now} ${stale}`)
+      : await gw.run(sql`DELETE FROM idempotency_keys ${stale}`);
+    if (takeOver && freed.meta.changes > 0) return null;
+  }
+  return errorResponse(
+    c,
+    new ApiError(409, "in_progress", "a request with this Idempotency-Key is still running; retry"),
+  );
+}
