@@ -61,7 +61,7 @@ async def test_state_survives_a_restart_and_buses_reconnect_by_themselves(tmp_pa
 
 async def test_retention_and_presence_expiry_by_alarm(tmp_path: Path) -> None:
     """A mailbox built to keep messages 1.5 s: its alarm deletes old mail and presence."""
-    options = BuildOptions(features={RETENTION_FEATURE: 1500})
+    options = BuildOptions(features={RETENTION_FEATURE: 1500}, observability=False)
     worker = EdgeWorker.start(tmp_path, options)
     try:
         project = worker.new_project()
