@@ -94,12 +94,13 @@ async def test_publishes_while_down_are_queued_and_sent_once(
         assert await eventually(lambda: not pub.connected)
         sent = [await pub.publish(MessageType.TASK_UPDATED, {"i": i}) for i in range(5)]
         assert all(m.seq is None for m in sent), "published while down: queued, no seq yet"
+        assert pub.queued == 5
         await asyncio.sleep(0.3)
         assert got == []
         cutter.up()
         assert await eventually(lambda: len(got) >= 5, timeout=30)
         after = await pub.publish(MessageType.TASK_UPDATED, {"i": 5})
-        assert after.seq is not None
+        assert after.seq is not None and pub.queued == 0
         assert await eventually(lambda: len(got) >= 6)
         await asyncio.sleep(0.3)
         assert got == list(range(6))

@@ -128,6 +128,11 @@ class CloudflareMailBus(LeaseOps, AsyncStoreMixin):
         """True while the WebSocket is up (publishes queue while it is not)."""
         return self._socket.connected
 
+    @property
+    def queued(self) -> int:
+        """Publishes the mailbox has not answered yet (sent again on reconnect)."""
+        return self._socket.queued
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def initialize(self) -> None:
@@ -166,6 +171,12 @@ class CloudflareMailBus(LeaseOps, AsyncStoreMixin):
         await self._dispatcher.close()
         await self._release_granted()
         await self._leases.close()
+        if self._socket.queued:
+            logger.warning(
+                "mail bus %s closes with %d publishes the mailbox never answered (dropped)",
+                self._agent_id,
+                self._socket.queued,
+            )
         await self._socket.close()
         await self._client.aclose()
 
