@@ -146,7 +146,8 @@ def cpu_ticks(root: int) -> dict[str, int]:
 
 async def latency_profile(url: str, token: str, root: int, n: int = 300) -> None:
     """Request overhead: latency, time inside the Worker and D1, and CPU per request by process."""
-    headers = {"Authorization": f"Bearer {token}"}
+    # As EdgeClient does on loopback: a local Worker would gzip every answer.
+    headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
     async with httpx.AsyncClient(base_url=url, headers=headers) as http:
         async with CloudflareTaskStore(url, token) as store:

@@ -1,35 +1,45 @@
 """Real OS processes on one database file: claim races and SIGKILL crashes."""
 
 import asyncio
-import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from jetpack.beads import BeadsAdapter
-from jetpack.shared import FailureType, TaskStatus
+from jetpack.shared import FailureType, TaskStatus, utcnow
+from jetpack.shared.testing import Child, ChildLink, run_children
 
-WORKER = str(Path(__file__).with_name("beads_worker.py"))
-
-
-def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, WORKER, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+# -- workers (each runs in its own process) ----------------------------------------
 
 
-async def reap(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL the child (if alive), wait for it and close its pipes."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    await asyncio.to_thread(proc.communicate)
+async def claim_all(link: ChildLink, db_path: str, agent: str) -> list[str]:
+    """Open the store, wait for the others, then claim until the queue is empty."""
+    async with BeadsAdapter(db_path) as store:
+        await link.ready()
+        claimed = []
+        while (task := await store.claim_next(agent)) is not None:
+            claimed.append(task.id)
+        return claimed
+
+
+async def claim_and_hold(link: ChildLink, db_path: str, agent: str, ttl_ms: int) -> None:
+    """Claim one task, report its id, then hold it until killed."""
+    async with BeadsAdapter(db_path) as store:
+        await link.ready()
+        task = await store.claim_next(agent, ttl_ms=ttl_ms)
+        link.report(task.id if task else None)
+        await link.until_stopped()
+
+
+async def create_forever(link: ChildLink, db_path: str, agent: str) -> None:
+    """Create batches of 10 tasks, reporting the running total after each commit."""
+    async with BeadsAdapter(db_path) as store:
+        await link.ready()
+        total = 0
+        while True:
+            await store.create_tasks([{"title": f"{agent}-{total + i}"} for i in range(10)])
+            total += 10
+            link.report(total)
 
 
 def integrity(db_path: Path) -> str:
@@ -37,22 +47,18 @@ def integrity(db_path: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+# -- tests -----------------------------------------------------------------------------
+
+
 async def test_four_processes_claim_each_task_exactly_once(
     store: BeadsAdapter, db_path: Path
 ) -> None:
     made = await store.create_tasks([{"title": f"t{i}"} for i in range(200)])
-    procs = [spawn("claim", str(db_path), f"proc-{i}", "") for i in range(4)]
-    for proc in procs:  # all four imported and opened before any claims
-        line = await asyncio.to_thread(proc.stdout.readline)  # type: ignore[union-attr]
-        assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
-    for proc in procs:
-        proc.stdin.write("go\n")  # type: ignore[union-attr]
-        proc.stdin.flush()  # type: ignore[union-attr]
-    results = {}
-    for i, proc in enumerate(procs):
-        out, err = await asyncio.to_thread(proc.communicate, None, 120)
-        assert proc.returncode == 0, err
-        results[f"proc-{i}"] = json.loads(out)
+    agents = [f"proc-{i}" for i in range(4)]
+    lists = await asyncio.to_thread(
+        run_children, claim_all, [(str(db_path), agent) for agent in agents]
+    )
+    results = dict(zip(agents, lists, strict=True))
     claimed = [task_id for ids in results.values() for task_id in ids]
     assert len(claimed) == len(set(claimed)) == 200  # no double claims, none missed
     assert set(claimed) == {t.id for t in made}
@@ -69,25 +75,31 @@ async def test_sigkilled_holder_loses_its_claim_after_the_ttl(
 ) -> None:
     victim = await store.create_task({"title": "victim", "priority": "critical"})
     others = await store.create_tasks([{"title": f"other {i}"} for i in range(4)])
-    proc = spawn("hold", str(db_path), "agent-doomed", "1500")
-    line = await asyncio.to_thread(proc.stdout.readline)  # type: ignore[union-attr]
-    assert line.strip() == victim.id
-    await reap(proc)
-    assert proc.returncode == -signal.SIGKILL
+    with Child(claim_and_hold, str(db_path), "agent-doomed", 3_000) as child:
+        await asyncio.to_thread(child.wait_ready)
+        child.go()
+        assert await asyncio.to_thread(child.next_report) == victim.id
+        assert child.kill() == -signal.SIGKILL
 
     held = await store.get_task(victim.id)
     assert held is not None and held.assigned_agent == "agent-doomed"
-    first = await store.claim_next("agent-2")  # the claim has not lapsed yet
-    assert first is not None and first.id != victim.id
-    await asyncio.sleep(1.6)
-    taken = await store.claim_next("agent-2")
+    assert held.claim_expires_at is not None
+    first = await store.claim_next("agent-2")
+    assert first is not None
+    if utcnow() < held.claim_expires_at:  # the claim had not lapsed when that claim ran
+        assert first.id != victim.id
+        await asyncio.sleep((held.claim_expires_at - utcnow()).total_seconds() + 0.05)
+        taken = await store.claim_next("agent-2")
+    else:  # a very loaded machine: the claim lapsed first, and the victim went first
+        taken = first
     assert taken is not None and taken.id == victim.id
     assert taken.assigned_agent == "agent-2"
     assert taken.retry_count == 1 and taken.failure_type is FailureType.STALLED
     # Nothing else was touched or lost.
     rest = {t.id: t for t in await store.list_tasks()}
     assert len(rest) == 5
-    untouched = [rest[t.id] for t in others if t.id != first.id]
+    claimed = {first.id, taken.id}
+    untouched = [rest[t.id] for t in others if t.id not in claimed]
     assert all(t.status is TaskStatus.READY and t.version == 1 for t in untouched)
     assert integrity(db_path) == "ok"
 
@@ -95,14 +107,13 @@ async def test_sigkilled_holder_loses_its_claim_after_the_ttl(
 async def test_sigkill_during_writes_keeps_whole_transactions(
     store: BeadsAdapter, db_path: Path
 ) -> None:
-    proc = spawn("create", str(db_path), "writer", "")
-    seen = 0
-    while seen < 200:
-        line = await asyncio.to_thread(proc.stdout.readline)  # type: ignore[union-attr]
-        assert line, proc.stderr.read() if proc.stderr else "worker died"
-        seen = int(line)
-    await reap(proc)
-    assert proc.returncode == -signal.SIGKILL
+    with Child(create_forever, str(db_path), "writer") as child:
+        await asyncio.to_thread(child.wait_ready)
+        child.go()
+        seen = 0
+        while seen < 200:
+            seen = await asyncio.to_thread(child.next_report)
+        assert child.kill() == -signal.SIGKILL
     total = (await store.get_stats()).total
     assert total >= seen and total % 10 == 0  # every batch is all or nothing
     assert integrity(db_path) == "ok"

@@ -12,7 +12,7 @@ import jetpack.beads
 from jetpack.beads import BeadsAdapter
 from jetpack.shared import TaskStatus, utcnow
 from jetpack.shared.config import JetpackConfig
-from jetpack.shared.errors import ConflictError, JetpackError, NotFoundError
+from jetpack.shared.errors import ConflictError, JetpackError, NotFoundError, ValidationError
 from jetpack.shared.registry import load_backend
 from jetpack.shared.rules import claim_order_key, has_skills, is_ready
 
@@ -140,3 +140,15 @@ async def test_refused_renewal_of_a_lapsed_claim_keeps_the_sweep(
             (task.id,),
         ).fetchone()
     assert row == ("ready", None, 1, "stalled")
+
+
+def test_unknown_options_are_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as info:
+        BeadsAdapter(tmp_path / "x.db", claim_tll_ms=5)
+    assert info.value.field == "claim_tll_ms" and "claim_ttl_ms" in str(info.value)
+    config = JetpackConfig(project_dir=tmp_path, beads={"pool_sise": 2})  # type: ignore[call-arg]
+    store = BeadsAdapter.from_config(config, agent_id="cli")  # a config table only warns
+    assert isinstance(store, BeadsAdapter)
+    with pytest.raises(ValidationError) as info:
+        BeadsAdapter.from_config(config, agent_id="cli", pool_sise=2)
+    assert info.value.field == "pool_sise"

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
 from jetpack.cass import CASSAdapter
+from jetpack.shared.testing import ChildLink, run_children
 
-WORKER = str(Path(__file__).with_name("cass_worker.py"))
+
+async def write_and_read(
+    link: ChildLink, db_path: str, name: str, shared_id: str
+) -> dict[str, Any]:
+    """Store 20 batches of 3 memories (8-dim vectors), retrieving ``shared_id`` after each."""
+    async with CASSAdapter(db_path, embedder=None) as store:
+        await link.ready()
+        ids: list[str] = []
+        for i in range(20):
+            ids += await store.store_many(
+                [
+                    {
+                        "type": "agent_learning",
+                        "content": f"{name} note {i}-{j} marker_{name}",
+                        "embedding": [1.0, float(i), float(j), 0, 0, 0, 0, 1.0],
+                    }
+                    for j in range(3)
+                ]
+            )
+            await store.retrieve(shared_id)
+        found = len(await store.search(f"marker_{name}", limit=100))
+        near = len(await store.semantic_search([1.0, 0, 0, 0, 0, 0, 0, 1.0], limit=1000))
+        return {"ids": ids, "found": found, "near": near}
 
 
 async def test_processes_store_and_retrieve_concurrently(db_path: Path) -> None:
@@ -20,23 +40,10 @@ async def test_processes_store_and_retrieve_concurrently(db_path: Path) -> None:
             {"type": "agent_learning", "content": "shared", "embedding": [1.0] + [0.0] * 7}
         )
         await store.semantic_search([1.0] + [0.0] * 7, 1)  # warm the matrix before the others write
-        start_at = time.time() + 1.0
         names = ["p1", "p2", "p3"]
-        procs = [
-            await asyncio.to_thread(
-                subprocess.Popen,
-                [sys.executable, WORKER, str(db_path), name, str(start_at), shared],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for name in names
-        ]
-        outputs = []
-        for proc in procs:
-            out, err = await asyncio.to_thread(proc.communicate, timeout=60)
-            assert proc.returncode == 0, err
-            outputs.append(json.loads(out))
+        outputs = await asyncio.to_thread(
+            run_children, write_and_read, [(str(db_path), name, shared) for name in names]
+        )
         ids = [i for o in outputs for i in o["ids"]]
         assert len(ids) == len(set(ids)) == 180
         assert all(o["found"] == 60 for o in outputs)

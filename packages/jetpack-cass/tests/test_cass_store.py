@@ -155,13 +155,18 @@ async def test_argument_checks(store: CASSAdapter) -> None:
     assert info.value.field == "protected_types"
 
 
-async def test_from_config_and_registry(tmp_path: Path) -> None:
+async def test_from_config_and_registry(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = JetpackConfig.model_validate(
         {"cass": {"embedder": "none", "max_entries": 50, "unknown": 1}, "project_dir": tmp_path}
     )
-    store = CASSAdapter.from_config(config, agent_id="agent-1")
+    store = CASSAdapter.from_config(config, agent_id="agent-1")  # the unknown key only warns
+    assert "'unknown' in [cass]" in caplog.text
     assert store.db_path == tmp_path / ".cass" / "memories.db"
     assert store.max_entries == 50 and store.embedder is None
+    assert CASSAdapter.from_config(config, agent_id="a", max_entries=7).max_entries == 7
+    with pytest.raises(ValidationError) as info:
+        CASSAdapter.from_config(config, agent_id="agent-1", max_entrys=7)
+    assert info.value.field == "max_entrys" and "'max_entries'" in str(info.value)
     async with create_adapters(config, agent_id="agent-1") as adapters:
         assert isinstance(adapters.memory, CASSAdapter)
         memory_id = await adapters.memory.store({"type": "agent_learning", "content": "hello"})

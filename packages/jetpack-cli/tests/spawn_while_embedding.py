@@ -15,7 +15,7 @@ import threading
 import time
 
 from jetpack.cass.embedders import LocalEmbedder
-from jetpack.cli import run_process
+from jetpack.cli._process import run_process
 
 TEXTS = [
     f"Completed task bd-{i} 'Refactor module {i}': edited src/mod_{i}.py and ran the tests"

@@ -9,14 +9,13 @@ import pytest
 
 from jetpack.cli import (
     ClaudeCodeExecutor,
-    ClaudeOptions,
     CommandExecutor,
     DemoExecutor,
     ExecutionRequest,
-    ExecutorUnavailableError,
     ProgressEvent,
-    StreamJsonParser,
 )
+from jetpack.cli._claude import ClaudeOptions, StreamJsonParser
+from jetpack.cli._executors import ExecutorUnavailableError
 from jetpack.shared import FailureType, Task, utcnow
 
 

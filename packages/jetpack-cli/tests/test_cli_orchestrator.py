@@ -16,6 +16,7 @@ from jetpack.cli import (
     Orchestrator,
     OrchestratorSettings,
     ProgressEvent,
+    StopReason,
 )
 from jetpack.cli._executors import ProgressHandler
 from jetpack.cli._memory_writer import MemoryWriter
@@ -118,6 +119,7 @@ async def test_a_dependency_graph_runs_each_task_exactly_once(world: World) -> N
     summary = await asyncio.wait_for(orch.run(), 20)
     assert sorted(summary.completed) == sorted(["a", "b", "c", "e", *[f"d{i}" for i in range(6)]])
     assert set(world.executor.runs.values()) == {1}
+    assert orch.stop_reason is StopReason.DRAINED
     assert all(t.status is TaskStatus.COMPLETED for t in await world.tasks.list_tasks())
     kinds = Counter(e.kind for e in orch.events.recent)
     assert kinds["completed"] == 10 and kinds["started"] == 3 and kinds["stopped"] == 3
@@ -220,6 +222,7 @@ async def test_stop_hands_running_tasks_back_without_using_a_retry(world: World)
     orch.request_stop()
     summary = await asyncio.wait_for(run, 10)
     assert sorted(summary.interrupted) == ["t0", "t1"]
+    assert orch.stop_reason is StopReason.REQUESTED
     assert sorted(world.executor.cancelled) == ["t0", "t1"]
     for task in await world.tasks.list_tasks():
         assert task.status in (TaskStatus.READY, TaskStatus.PENDING)
@@ -361,8 +364,10 @@ async def test_a_run_error_hands_the_task_back_and_stops_the_run(world: World) -
         (await world.tasks.create_task({"title": f"T{i}", "metadata": {"script": script}})).id
         for i, script in enumerate([{"fatal": "not logged in: log in"}] * 4)
     ]
-    summary = await asyncio.wait_for(world.orchestrator(agents=2, until_empty=False).run(), 30)
+    orch = world.orchestrator(agents=2, until_empty=False)
+    summary = await asyncio.wait_for(orch.run(), 30)
     assert summary.fatal == "not logged in: log in"
+    assert orch.stop_reason is StopReason.FATAL
     assert summary.completed == [] and summary.failed == [] and summary.retried == []
     assert sum(world.executor.runs.values()) <= 2  # no agent claimed after the first error
     for task_id in ids:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from jetpack.cli import run_process
+from jetpack.cli._process import run_process
 
 HERE = Path(__file__).parent
 
@@ -66,7 +66,7 @@ def orphans() -> Iterator[list[int]]:
 PARENT = """
 import asyncio, sys
 import jetpack.cli._process as process
-from jetpack.cli import run_process
+from jetpack.cli._process import run_process
 process._PREFIX_MODE = sys.argv[1]  # the wrapper under test
 def line(text):
     sys.stdout.write(text + "\\n"); sys.stdout.flush()

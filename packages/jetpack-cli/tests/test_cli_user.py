@@ -22,10 +22,16 @@ class Cli:
         self.env.pop("JETPACK_MODE", None)
 
     def __call__(
-        self, *args: str, ok: bool | None = True, stdin: str | None = None, cwd: Path | None = None
+        self,
+        *args: str,
+        ok: bool | None = True,
+        stdin: str | None = None,
+        cwd: Path | None = None,
+        code: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """Run ``jetpack ARGS`` (or, with ``code``, that Python code with ARGS as sys.argv)."""
         proc = subprocess.run(
-            [sys.executable, "-m", "jetpack.cli", *args],
+            [sys.executable, *(["-c", code] if code else ["-m", "jetpack.cli"]), *args],
             cwd=cwd or self.cwd,
             input=stdin,
             capture_output=True,
@@ -93,6 +99,28 @@ def test_errors_are_one_line_and_write_nothing(cli: Cli) -> None:
     assert files(cli.cwd) == before
 
 
+def test_start_and_demo_handle_a_store_error_as_every_command_does(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # The Typer app itself (no `main` around it): each command turns a store's error into
+    # one line. A task database that is not a database is such an error.
+    broken = b"not a database " * 400
+    (cli.cwd / ".beads" / "beads.db").write_bytes(broken)
+    kept = tmp_path / "demo"
+    (kept / ".beads").mkdir(parents=True)
+    (kept / ".beads" / "beads.db").write_bytes(broken)
+    for args in (
+        ["task", "list"],
+        ["start", "--executor", "demo", "--until-empty", "--no-live"],
+        ["demo", "--dir", str(kept), "--no-live"],
+    ):
+        proc = cli(*args, ok=None, code="from jetpack.cli import app; app()")
+        assert proc.returncode == 1, (args, proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert "Traceback" not in proc.stderr and len(errors) == 1, (args, proc.stderr)
+        assert "beads.db" in errors[0] and "not a database" in errors[0], errors
+
+
 def test_an_uninstalled_backend_is_one_line(cli: Cli) -> None:
     # Hide the local task store's entry point, as if jetpack-beads were not installed.
     hide = (
@@ -106,15 +134,7 @@ def test_an_uninstalled_backend_is_one_line(cli: Cli) -> None:
         "sys.argv = ['jetpack', *sys.argv[1:]]\n"
         "main()\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", hide, "task", "list"],
-        cwd=cli.cwd,
-        capture_output=True,
-        text=True,
-        env=cli.env,
-        timeout=60,
-        check=False,
-    )
+    proc = cli("task", "list", ok=None, code=hide)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "pip install jetpack-beads" in proc.stderr
 
@@ -125,8 +145,11 @@ def test_config_keys_are_checked(cli: Cli) -> None:
     # typos in a file: warned about, not fatal (a file may be shared with a newer version)
     text = config.read_text() + "\n[beads]\nretry_base_msec = 10\n"
     text = text.replace("[orchestrator]\n", "[orchestrator]\nshutdown_grace = 3\n")
+    text = text.replace("[local]\n", "[local]\ntasks_dbb = 'x'\n")  # a table of jetpack.shared
     config.write_text(text)
-    assert "unknown key orchestrator.shutdown_grace" in cli("task", "list").stderr
+    listed = cli("task", "list").stderr
+    assert "unknown key orchestrator.shutdown_grace" in listed
+    assert "unknown key local.tasks_dbb (did you mean local.tasks_db?)" in listed
     proc = cli("config", "show")  # also checks the store tables (it imports the stores)
     assert (
         "unknown key orchestrator.shutdown_grace (did you mean orchestrator.shutdown_grace_s?)"

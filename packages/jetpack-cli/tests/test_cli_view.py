@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jetpack.cli import DemoExecutor, EventLog, Orchestrator, OrchestratorSettings, read_events
+from jetpack.cli import DemoExecutor, EventLog, Orchestrator, OrchestratorSettings
+from jetpack.cli._events import read_events
 from jetpack.cli._view import event_line, live_view, presence_table, summary_table
 from jetpack.shared.testing import (
     InMemoryMailBus,
@@ -41,12 +42,14 @@ async def test_live_view_status_and_summary_render(tmp_path: Path) -> None:
         events=EventLog(tmp_path / "events.jsonl"),
     )
     run = asyncio.create_task(orch.run())
-    assert await eventually(lambda: any(a.task_id for a in orch.agents))
+    assert await eventually(lambda: any(a.state.task_id for a in orch.agents))
     text = render(live_view(orch, await tasks.get_stats()))
     assert f"jetpack run {orch.run_id}" in text and "Alpha" in text and "busy" in text
+    assert "no task left to run" not in text
     presence = render(presence_table(list(hub.presence.values())))
     assert orch.agents[0].agent_id in presence
     await run
+    assert "— no task left to run" in render(live_view(orch, await tasks.get_stats()))
     summary = render(summary_table(await tasks.list_tasks()))
     assert "completed" in summary and "Beta" in summary
     logged = read_events(tmp_path / "events.jsonl", 50)

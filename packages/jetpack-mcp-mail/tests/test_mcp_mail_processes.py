@@ -4,52 +4,125 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from jetpack.mcp_mail import MCPMailAdapter
-from jetpack.shared import MessageType
+from jetpack.shared import Message, MessageType
+from jetpack.shared.errors import LeaseHeldError
 from jetpack.shared.rules import paths_overlap
+from jetpack.shared.testing import Child, ChildLink, run_children
 
-CHILD = Path(__file__).with_name("mcp_mail_child.py")
+PATHS = [
+    "src/a.py",
+    "src/b.py",
+    "src/auth/**",
+    "src/auth/session.py",
+    "src/*.py",
+    "docs/*.md",
+    "docs/readme.md",
+    "tests/test_a.py",
+    "tests/**",
+    "README.md",
+]
 Grant = tuple[int, str, int, int, int]
+
+# -- workers (each runs in its own process) ----------------------------------------
+
+
+async def cycle_leases(
+    link: ChildLink, mail_dir: str, agent_id: str, cycles: int
+) -> list[tuple[str, int, int, int]]:
+    """Acquire → hold → release exclusive leases; ``(path, token, held_from, held_until)``."""
+    grants: list[tuple[str, int, int, int]] = []
+    offset = sum(map(ord, agent_id))
+    async with MCPMailAdapter(agent_id, mail_dir) as bus:
+        await link.ready()
+        for i in range(cycles):
+            path = PATHS[(i * 3 + offset) % len(PATHS)]
+            try:
+                lease = await bus.grant_lease(path, 10_000)
+            except LeaseHeldError:
+                continue
+            held_from = time.monotonic_ns()
+            await asyncio.sleep(0)
+            held_until = time.monotonic_ns()
+            if not await bus.release_lease(path):
+                raise AssertionError(f"lost my lease on {path}")
+            grants.append((path, lease.fencing_token, held_from, held_until))
+    return grants
+
+
+async def subscriber(link: ChildLink, mail_dir: str, agent_id: str, ack: bool) -> None:
+    """Report every message as it arrives (before acknowledging it), until stopped."""
+    bus = MCPMailAdapter(agent_id, mail_dir, poll_interval_ms=200)
+
+    async def record(message: Message) -> None:
+        link.report((message.id, message.type.value))
+        if ack and message.to_agent == agent_id:
+            await bus.acknowledge(message.id)
+
+    bus.subscribe("*", record)
+    async with bus:
+        await link.ready()
+        await link.until_stopped()
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def started(mail_dir: Path, agent: str, *, ack: bool) -> Child:
+    child = Child(subscriber, str(mail_dir), agent, ack).start()
+    child.wait_ready()
+    child.go()
+    return child
+
+
+def finish(child: Child) -> None:
+    child.stop()
+    child.result()
+
+
+def _unacked(mail_dir: Path, agent: str) -> set[str]:
+    with sqlite3.connect(mail_dir / "mail.db") as conn:
+        rows = conn.execute(
+            "SELECT id FROM messages WHERE to_agent = ? AND acked_at IS NULL", (agent,)
+        )
+        return {r[0] for r in rows}
+
+
+async def _received_until(child: Child, marker: str, timeout: float = 60) -> list[str]:
+    """Message ids the child reports, up to and excluding ``marker`` (a broadcast sent last)."""
+    ids: list[str] = []
+    while True:
+        message_id, _ = await asyncio.to_thread(child.next_report, timeout)
+        if message_id == marker:
+            return ids
+        ids.append(message_id)
+
+
+async def _wait_for(check: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+# -- tests -----------------------------------------------------------------------------
 
 
 @pytest.mark.multiprocess
 def test_four_processes_500_lease_cycles_never_overlap(tmp_path: Path) -> None:
-    mail_dir = tmp_path / "mail"
-    start_at = time.time() + 2.0
-    outs = [tmp_path / f"grants-{i}.json" for i in range(4)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(CHILD),
-                "leases",
-                str(mail_dir),
-                f"proc-{i}",
-                "500",
-                str(start_at),
-                str(out),
-            ]
-        )
-        for i, out in enumerate(outs)
-    ]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    mail_dir = str(tmp_path / "mail")
+    results = run_children(cycle_leases, [(mail_dir, f"proc-{i}", 500) for i in range(4)])
     grants: list[Grant] = [
         (proc, path, token, start, end)
-        for proc, out in enumerate(outs)
-        for path, token, start, end in json.loads(out.read_text())
+        for proc, found in enumerate(results)
+        for path, token, start, end in found
     ]
     assert len(grants) >= 400, f"only {len(grants)} grants: the race proves little"
     tokens = [g[2] for g in grants]
@@ -65,81 +138,24 @@ def test_four_processes_500_lease_cycles_never_overlap(tmp_path: Path) -> None:
     assert violations == []
 
 
-def _spawn(
-    mail_dir: Path, agent: str, out: Path, tmp: Path, *, ack: bool
-) -> subprocess.Popen[bytes]:
-    ready = tmp / f"{out.name}.ready"
-    args = [
-        sys.executable,
-        str(CHILD),
-        "subscribe",
-        str(mail_dir),
-        agent,
-        str(out),
-        str(ready),
-        str(tmp / "stop"),
-    ]
-    proc = subprocess.Popen([*args, "--ack"] if ack else args)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert proc.poll() is None, "child died while starting"
-        assert time.monotonic() < deadline, "child did not start"
-        time.sleep(0.02)
-    return proc
-
-
-@contextmanager
-def _child(
-    mail_dir: Path, agent: str, out: Path, tmp: Path, *, ack: bool
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = _spawn(mail_dir, agent, out, tmp, ack=ack)
-    try:
-        yield proc
-    finally:
-        (tmp / "stop").touch()
-        try:
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            (tmp / "stop").unlink(missing_ok=True)
-
-
-def _lines(path: Path) -> list[list[str]]:
-    if not path.exists():
-        return []
-    return [line.split() for line in path.read_text().splitlines() if line]
-
-
-def _unacked(mail_dir: Path, agent: str) -> set[str]:
-    with sqlite3.connect(mail_dir / "mail.db") as conn:
-        rows = conn.execute(
-            "SELECT id FROM messages WHERE to_agent = ? AND acked_at IS NULL", (agent,)
-        )
-        return {r[0] for r in rows}
-
-
-async def _wait_for(check: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.multiprocess
 async def test_direct_message_to_later_agent_is_delivered_once(tmp_path: Path) -> None:
     mail_dir = tmp_path / "mail"
     async with MCPMailAdapter("sender", mail_dir) as sender:
         sent = await sender.send_to("late", MessageType.TASK_ASSIGNED, {"task_id": "bd-1"})
-        first = tmp_path / "first.log"
-        with _child(mail_dir, "late", first, tmp_path, ack=True):
+        first = await asyncio.to_thread(started, mail_dir, "late", ack=True)
+        try:
+            assert (await asyncio.to_thread(first.next_report, 60))[0] == sent.id
             await _wait_for(lambda: not _unacked(mail_dir, "late"))
-        assert [line[0] for line in _lines(first)] == [sent.id]
-        second = tmp_path / "second.log"
-        with _child(mail_dir, "late", second, tmp_path, ack=True):
+        finally:
+            await asyncio.to_thread(finish, first)
+        assert first.reports() == []
+        second = await asyncio.to_thread(started, mail_dir, "late", ack=True)
+        try:
             marker = await sender.publish(MessageType.TASK_PROGRESS, {"marker": True})
-            await _wait_for(lambda: any(line[0] == marker.id for line in _lines(second)))
-        assert [line[0] for line in _lines(second)] == [marker.id]
+            assert await _received_until(second, marker.id) == []  # nothing before it
+        finally:
+            await asyncio.to_thread(finish, second)
         assert await sender.fetch_inbox() == []
 
 
@@ -148,32 +164,34 @@ async def test_kill_9_subscriber_gets_exactly_the_unacknowledged_on_restart(tmp_
     mail_dir = tmp_path / "mail"
     total = 300
     async with MCPMailAdapter("sender", mail_dir) as sender:
-        before = tmp_path / "before.log"
-        proc = _spawn(mail_dir, "worker", before, tmp_path, ack=True)
+        before = await asyncio.to_thread(started, mail_dir, "worker", ack=True)
+        received_before: list[str] = []
         sent: list[str] = []
-        killed = False
-        for i in range(total):
-            message = await sender.send_to("worker", MessageType.TASK_PROGRESS, {"i": i})
-            sent.append(message.id)
-            if not killed and len(_lines(before)) >= 80:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-                killed = True
-            await asyncio.sleep(0.001)
-        if not killed:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        assert proc.returncode == -signal.SIGKILL
-        received_before = [line[0] for line in _lines(before)]
+        try:
+            for i in range(total):
+                message = await sender.send_to("worker", MessageType.TASK_PROGRESS, {"i": i})
+                sent.append(message.id)
+                if before.exitcode is None:
+                    received_before += [m for m, _ in before.reports()]
+                    if len(received_before) >= 80:
+                        assert before.kill() == -signal.SIGKILL
+                await asyncio.sleep(0.001)
+        finally:
+            if before.exitcode is None:
+                before.kill()
+            received_before += [m for m, _ in before.reports()]  # sent before it died
+            before.close()
         unacked = _unacked(mail_dir, "worker")
         assert 0 < len(unacked) < total, "the kill should land mid-stream"
-        assert set(sent) - unacked <= set(received_before)
+        assert set(sent) - unacked <= set(received_before)  # acknowledged only once recorded
 
-        after = tmp_path / "after.log"
-        with _child(mail_dir, "worker", after, tmp_path, ack=True):
+        after = await asyncio.to_thread(started, mail_dir, "worker", ack=True)
+        try:
             await _wait_for(lambda: not _unacked(mail_dir, "worker"))
-            await asyncio.sleep(0.3)  # anything extra would show up now
-        received_after = [line[0] for line in _lines(after)]
+            marker = await sender.publish(MessageType.TASK_PROGRESS, {"marker": True})
+            received_after = await _received_until(after, marker.id)
+        finally:
+            await asyncio.to_thread(finish, after)
         assert len(received_after) == len(set(received_after)), "duplicate delivery after restart"
         assert set(received_after) == unacked
         assert received_after == [m for m in sent if m in unacked], "order not preserved"
@@ -182,11 +200,14 @@ async def test_kill_9_subscriber_gets_exactly_the_unacknowledged_on_restart(tmp_
 @pytest.mark.multiprocess
 async def test_broadcasts_cross_processes_in_order(tmp_path: Path) -> None:
     mail_dir = tmp_path / "mail"
-    out = tmp_path / "sub.log"
     async with MCPMailAdapter("sender", mail_dir) as sender:
-        with _child(mail_dir, "listener", out, tmp_path, ack=False):
+        child = await asyncio.to_thread(started, mail_dir, "listener", ack=False)
+        try:
             sent = [
                 (await sender.publish(MessageType.TASK_PROGRESS, {"i": i})).id for i in range(200)
             ]
-            await _wait_for(lambda: len(_lines(out)) >= 200)
-        assert [line[0] for line in _lines(out)] == sent
+            marker = await sender.publish(MessageType.TASK_PROGRESS, {"marker": True})
+            received = await _received_until(child, marker.id)
+        finally:
+            await asyncio.to_thread(finish, child)
+        assert received == sent

@@ -116,6 +116,17 @@ async def test_open_checks_the_api_version_and_the_module(edge_worker: EdgeWorke
             pass
 
 
+async def test_a_local_worker_answers_uncompressed(edge_worker: EdgeWorker) -> None:
+    """On loopback the client asks for identity: gzip would only cost CPU on both sides."""
+    project = edge_worker.new_project()
+    async with EdgeClient(edge_worker.url, project.token) as client:
+        answer = await client.request("GET", "/api/tokens")
+    assert answer.request.headers["Accept-Encoding"] == "identity"
+    assert "Content-Encoding" not in answer.headers and answer.headers["Content-Length"]
+    async with httpx.AsyncClient(base_url=edge_worker.url) as plain:  # a client asking for gzip
+        assert (await plain.get("/api/health")).headers.get("Content-Encoding") == "gzip"
+
+
 async def test_a_worker_of_another_api_version_is_refused_clearly(fake: FakeWorker) -> None:
     fake.api_version = API_VERSION + 1
     with pytest.raises(ApiVersionError, match=f"speaks API version {API_VERSION + 1}"):

@@ -70,3 +70,19 @@ def test_broken_backend_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(registry, "entry_points", fake_entry_points(ep))
     with pytest.raises(registry.JetpackError, match="failed to load"):
         registry.load_backend("tasks.local")
+
+
+def test_config_options_keep_known_keys_and_warn_about_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / ".jetpack").mkdir()
+    (tmp_path / ".jetpack" / "config.toml").write_text(
+        "[beads]\nclaim_ttl_ms = 5000\nretry_bsae_ms = 10\n"
+    )
+    config = load_config(tmp_path, env={})
+    with caplog.at_level("WARNING", logger="jetpack.shared.registry"):
+        options = registry.config_options(config, "beads", {"claim_ttl_ms", "retry_base_ms"})
+    assert options == {"claim_ttl_ms": 5000}
+    assert "'retry_bsae_ms' in [beads]" in caplog.text
+    assert "did you mean 'retry_base_ms'" in caplog.text
+    assert registry.config_options(config, "cass", {"max_entries"}) == {}

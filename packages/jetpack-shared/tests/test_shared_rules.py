@@ -14,6 +14,7 @@ from jetpack.shared.rules import (
     blocker_for,
     blocker_names,
     check_imported,
+    check_options,
     check_text,
     check_ttl,
     claim_order_key,
@@ -26,6 +27,7 @@ from jetpack.shared.rules import (
     new_task_id,
     next_after_failure,
     normalize_lease_path,
+    option_names,
     outgoing,
     paths_overlap,
     plan_block,
@@ -354,3 +356,18 @@ def test_float32_problem() -> None:
     assert "zero vector" in (float32_problem(0.0, False, False) or "")
     assert "1e+39" in (float32_problem(1e39, True, True) or "")
     assert "smallest step" in (float32_problem(1e-50, True, False) or "")
+
+
+def test_unknown_options_are_refused_by_name() -> None:
+    def factory(path: str, *, ttl_ms: int = 1, pool_size: int = 4, **unknown: object) -> None:
+        check_options(unknown, option_names(factory))
+
+    factory("p", ttl_ms=2, pool_size=1)
+    assert option_names(factory) == {"path", "ttl_ms", "pool_size"}
+    with pytest.raises(ValidationError) as info:
+        factory("p", pool_sise=2)
+    assert info.value.field == "pool_sise"
+    assert "did you mean 'pool_size'" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        factory("p", colour="red")
+    assert info.value.field == "colour" and "did you mean" not in str(info.value)

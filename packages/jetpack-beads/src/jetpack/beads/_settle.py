@@ -18,6 +18,7 @@ from typing import Any
 
 from jetpack.beads import _sql
 from jetpack.beads._graph import set_columns
+from jetpack.beads._reads import statuses
 from jetpack.beads._rows import dump_json, ms, row_to_task, task_to_params
 from jetpack.shared import Task, TaskStatus
 from jetpack.shared.rules import (
@@ -29,20 +30,18 @@ from jetpack.shared.rules import (
     topological_order,
 )
 
-__all__ = ["Graph", "after_status_change", "promote_dependants", "statuses"]
+__all__ = [
+    "Graph",
+    "after_status_change",
+    "block_closure",
+    "promote_dependants",
+    "resettle_one",
+    "resettle_tasks",
+]
 
 logger = logging.getLogger(__name__)
 
 _BLOCKING = (TaskStatus.FAILED, TaskStatus.BLOCKED)
-_STATUS = {s.value: s for s in TaskStatus}
-
-
-def statuses(conn: sqlite3.Connection, ids: Collection[str]) -> dict[str, TaskStatus]:
-    """The stored status of each of ``ids`` that exists, in one query."""
-    if not ids:
-        return {}
-    rows = conn.execute(_sql.STATUSES_IN, {"ids": dump_json(sorted(ids))})
-    return {task_id: _STATUS[status] for task_id, status in rows}
 
 
 def referenced(task: Task) -> set[str]:

@@ -1,4 +1,11 @@
-"""BeadsAdapter: the local TaskStore, one SQLite file shared by every process."""
+"""BeadsAdapter: the local TaskStore, one SQLite file shared by every process.
+
+Each public method checks its plain arguments (:mod:`~jetpack.beads._checks`)
+on the event loop, then runs one job: a read (:mod:`~jetpack.beads._reads`) in
+one snapshot on a reader thread, or a write (:mod:`~jetpack.beads._writes`) as
+one ``BEGIN IMMEDIATE`` transaction on the writer thread
+(:class:`jetpack.shared.sqlite.Database`).
+"""
 
 from __future__ import annotations
 
@@ -7,25 +14,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from jetpack.beads import _edits, _sql
+from jetpack.beads import _reads, _sql, _writes
 from jetpack.beads._checks import (
     check_agent_id,
+    check_error,
+    check_failure_type,
     check_limit,
+    check_minutes,
+    check_skills,
     check_task_id,
     check_ttl,
 )
-from jetpack.beads._claiming import ClaimMethods
-from jetpack.beads._claims import Claims
-from jetpack.beads._db import Database, execute
-from jetpack.beads._rows import collector_paused, dump_json, ms, row_to_task
+from jetpack.beads._rows import collector_paused, dump_json, ms
+from jetpack.beads._schema import ensure_schema
 from jetpack.shared import (
     AsyncStoreMixin,
+    FailureType,
     Task,
     TaskInput,
     TaskListOptions,
-    TaskPriority,
     TaskStats,
     TaskStatus,
     TaskUpdate,
@@ -35,15 +42,23 @@ from jetpack.shared import (
 )
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.errors import ConflictError, ValidationError
-from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS
+from jetpack.shared.registry import config_options
+from jetpack.shared.rules import (
+    DEFAULT_CLAIM_TTL_MS,
+    DEFAULT_RETRY_BASE_MS,
+    check_json_object,
+    check_options,
+    option_names,
+)
+from jetpack.shared.sqlite import Database
 
 __all__ = ["BeadsAdapter"]
 
 logger = logging.getLogger(__name__)
 
 
-class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
-    """Local task store: SQLite (WAL) through SQLAlchemy's async engine and aiosqlite.
+class BeadsAdapter(AsyncStoreMixin):
+    """Local task store: one SQLite file (WAL), read and written through jobs on threads.
 
     Safe for many coroutines and many processes on one file: every claim is one
     ``UPDATE … RETURNING`` in a ``BEGIN IMMEDIATE`` transaction, readiness is
@@ -54,9 +69,11 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
         retry_base_ms: back-off base: a failed task waits ``base × 2^retries``.
         claim_ttl_ms: default claim lifetime; an unrenewed claim lapses after it.
         busy_timeout_ms: how long a write waits for another process's lock.
-        pool_size: connections kept open by this adapter for reads.
+        pool_size: reader threads, each with its own connection.
         recovery_interval_ms: how often claims also sweep lapsed claims back to the
             queue (a claim that finds nothing always sweeps).
+
+    Any other keyword is a ValidationError naming it.
     """
 
     def __init__(
@@ -68,7 +85,9 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
         busy_timeout_ms: int = 30_000,
         pool_size: int = 4,
         recovery_interval_ms: int = 1_000,
+        **unknown: object,
     ) -> None:
+        check_options(unknown, _OPTIONS)
         if (
             isinstance(retry_base_ms, bool)
             or not isinstance(retry_base_ms, int)
@@ -78,34 +97,29 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
         self.retry_base_ms = retry_base_ms
         self.claim_ttl_ms = check_ttl(claim_ttl_ms, "claim_ttl_ms")
         self.recovery_interval_ms = check_ttl(recovery_interval_ms, "recovery_interval_ms")
-        self._claims = Claims(
+        self._claims = _writes.Claims(
             retry_base_ms=retry_base_ms, recovery_interval_ms=self.recovery_interval_ms
         )
         self.db_path = Path(db_path)
         self._db = Database(
             self.db_path,
+            store="task database",
+            setup=ensure_schema,
             busy_timeout_ms=check_ttl(busy_timeout_ms, "busy_timeout_ms"),
-            pool_size=check_ttl(pool_size, "pool_size"),
+            readers=check_ttl(pool_size, "pool_size"),
         )
 
     @classmethod
-    def from_config(cls, config: JetpackConfig, *, agent_id: str) -> Self:
+    def from_config(cls, config: JetpackConfig, *, agent_id: str, **options: Any) -> Self:
         """Build the project's store: ``config.local.tasks_db``, options from ``[beads]``.
 
-        ``agent_id`` is accepted for the registry's uniform call; a task store
-        is shared by every agent, so it is not used.
+        ``options`` override the table (an unknown one is a ValidationError;
+        unknown keys of the table are only logged). ``agent_id`` is accepted for
+        the registry's uniform call; a task store is shared by every agent, so
+        it is not used.
         """
-        options = config.section("beads")
-        known = {
-            "retry_base_ms",
-            "claim_ttl_ms",
-            "busy_timeout_ms",
-            "pool_size",
-            "recovery_interval_ms",
-        }
-        return cls(
-            config.path(config.local.tasks_db), **{k: v for k, v in options.items() if k in known}
-        )
+        table = config_options(config, "beads", _OPTIONS - {"db_path"})
+        return cls(config.path(config.local.tasks_db), **{**table, **options})
 
     def __repr__(self) -> str:
         return f"BeadsAdapter({str(self.db_path)!r})"
@@ -133,7 +147,7 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
         if isinstance(tasks, str | bytes | Mapping) or not isinstance(tasks, Sequence):
             raise ValidationError("tasks", "must be a list of tasks")
         inputs = [parse(TaskInput, item) for item in tasks]
-        return await self._db.job(_edits.create, inputs)
+        return await self._db.write(_writes.create, inputs)
 
     async def import_tasks(
         self, tasks: Sequence[Task | Mapping[str, Any]], *, replace: bool = False
@@ -149,7 +163,7 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
         ids = [task.id for task in parsed]
         if len(set(ids)) != len(ids):
             raise ConflictError("the same task id appears twice in the import")
-        return await self._db.job(_edits.import_whole, parsed, replace)
+        return await self._db.write(_writes.import_whole, parsed, replace)
 
     async def import_jsonl(self, path: str | Path, *, replace: bool = False) -> int:
         """Import a beads ``issues.jsonl`` file (see :mod:`jetpack.shared.beads_jsonl`)."""
@@ -164,20 +178,19 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
     async def get_task(self, task_id: str) -> Task | None:
         """The task, or None."""
         check_task_id(task_id)
-        async with self._db.read() as conn:
-            return await self._get(conn, task_id)
+        return await self._db.read(_reads.get, task_id)
 
     async def update_task(self, task_id: str, update: TaskUpdate | Mapping[str, Any]) -> Task:
         """Apply the fields set in ``update``; bumps ``version`` and ``updated_at``."""
         check_task_id(task_id)
         upd = parse(TaskUpdate, update)
         changes: dict[str, Any] = {name: getattr(upd, name) for name in upd.model_fields_set}
-        return await self._db.job(_edits.update, task_id, changes)
+        return await self._db.write(_writes.update, task_id, changes)
 
     async def delete_task(self, task_id: str) -> bool:
         """Delete a task nobody depends on (else ConflictError); False if it did not exist."""
         check_task_id(task_id)
-        return await self._db.job(_edits.delete, task_id)
+        return await self._db.write(_writes.delete, task_id)
 
     # -- queries --------------------------------------------------------------
 
@@ -218,9 +231,7 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
     async def _read_tasks(self, statement: str, params: dict[str, Any], *, big: bool) -> list[Task]:
         """Rows of a task query as tasks; a ``big`` one pauses the cycle collector."""
         with collector_paused(big):
-            async with self._db.read() as conn:
-                rows = (await execute(conn, statement, params)).all()
-            return [row_to_task(row) for row in rows]
+            return await self._db.read(_reads.tasks, statement, params)
 
     async def get_tasks_by_status(self, status: TaskStatus) -> list[Task]:
         """Tasks in one status, in creation order."""
@@ -233,28 +244,94 @@ class BeadsAdapter(ClaimMethods, AsyncStoreMixin):
 
     async def get_stats(self) -> TaskStats:
         """Counts by status and priority, the ready count, mean completion time."""
-        async with self._db.read() as conn:
-            by_status = {s: 0 for s in TaskStatus}
-            for status, count in await execute(conn, _sql.COUNT_BY_STATUS, {}):
-                by_status[TaskStatus(status)] = count
-            by_priority = {p: 0 for p in TaskPriority}
-            for priority, count in await execute(conn, _sql.COUNT_BY_PRIORITY, {}):
-                by_priority[TaskPriority(priority)] = count
-            ready = (await execute(conn, _sql.READY_COUNT, {"now": ms(utcnow())})).scalar_one()
-            mean = (await execute(conn, _sql.MEAN_COMPLETION, {})).scalar_one()
-        return TaskStats(
-            total=sum(by_status.values()),
-            by_status=by_status,
-            by_priority=by_priority,
-            ready=ready,
-            avg_completion_minutes=None if mean is None else float(mean),
-        )
+        return await self._db.read(_reads.stats, ms(utcnow()) or 0)
 
     async def sync(self) -> None:
         """Nothing to sync: this store has no remote replica."""
 
-    # -- internals --------------------------------------------------------------
+    # -- claims -------------------------------------------------------------------
 
-    async def _get(self, conn: AsyncConnection, task_id: str) -> Task | None:
-        row = (await execute(conn, _sql.SELECT_TASK, {"id": task_id})).first()
-        return None if row is None else row_to_task(row)
+    def _claim_ttl(self, agent_id: str, ttl_ms: int | None) -> int:
+        check_agent_id(agent_id)
+        return check_ttl(self.claim_ttl_ms if ttl_ms is None else ttl_ms)
+
+    async def claim_task(
+        self, task_id: str, agent_id: str, *, ttl_ms: int | None = None
+    ) -> Task | None:
+        """Claim one ready task; None if it is not ready or someone else won."""
+        ttl = self._claim_ttl(agent_id, ttl_ms)
+        check_task_id(task_id)
+        return await self._db.write(self._claims.claim_task, task_id, agent_id, ttl)
+
+    async def claim_next(
+        self,
+        agent_id: str,
+        skills: Sequence[str] | None = None,
+        *,
+        ttl_ms: int | None = None,
+    ) -> Task | None:
+        """Atomically claim the best ready task whose required skills ``skills`` covers."""
+        ttl = self._claim_ttl(agent_id, ttl_ms)
+        wanted = check_skills(skills)
+        encoded = None if wanted is None else dump_json(wanted)
+        return await self._db.write(self._claims.claim_next, agent_id, ttl, encoded)
+
+    async def renew_claim(self, task_id: str, agent_id: str, *, ttl_ms: int | None = None) -> Task:
+        """Extend the holder's claim; ConflictError if ``agent_id`` does not hold it.
+
+        A claim past its expiry is lost: the call raises ConflictError and the
+        task is back in the queue (one retry used), committed.
+        """
+        ttl = self._claim_ttl(agent_id, ttl_ms)
+        check_task_id(task_id)
+        return await self._db.write(self._claims.renew, task_id, agent_id, ttl)
+
+    async def start_task(self, task_id: str, agent_id: str) -> Task:
+        """Mark a held task ``in_progress``; ConflictError if ``agent_id`` does not hold it."""
+        check_agent_id(agent_id)
+        check_task_id(task_id)
+        return await self._db.write(self._claims.start, task_id, agent_id)
+
+    async def release_task(self, task_id: str, agent_id: str) -> bool:
+        """Give a held task back (no retry used); False unless ``agent_id`` holds it."""
+        check_agent_id(agent_id)
+        check_task_id(task_id)
+        return await self._db.write(self._claims.release, task_id, agent_id)
+
+    async def complete_task(
+        self,
+        task_id: str,
+        agent_id: str,
+        *,
+        actual_minutes: int | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> Task:
+        """Finish a held task: completed_at, actual_minutes (from the claim if not given)."""
+        check_agent_id(agent_id)
+        check_task_id(task_id)
+        minutes = check_minutes(actual_minutes)
+        if result is not None:
+            check_json_object(result, "result")
+        return await self._db.write(self._claims.complete, task_id, agent_id, minutes, result)
+
+    async def fail_task(
+        self,
+        task_id: str,
+        agent_id: str,
+        error: str,
+        failure_type: FailureType = FailureType.ERROR,
+    ) -> Task:
+        """Record a failed attempt: back off and retry, or fail and block every dependant."""
+        check_agent_id(agent_id)
+        check_task_id(task_id)
+        message = check_error(error)
+        kind = check_failure_type(failure_type)
+        return await self._db.write(self._claims.fail, task_id, agent_id, message, kind)
+
+    async def recover_expired_claims(self) -> list[Task]:
+        """Return every lapsed claim to the queue (retry + 1, ``stalled``), now."""
+        return await self._db.write(self._claims.recover)
+
+
+_OPTIONS = option_names(BeadsAdapter)
+"""The constructor's keywords: anything else is refused (``rules.check_options``)."""

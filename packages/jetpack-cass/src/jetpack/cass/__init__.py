@@ -12,8 +12,8 @@ Embedders live in :mod:`jetpack.cass.embedders`.
 """
 
 from jetpack.cass.__about__ import __version__
-from jetpack.cass._maintenance import CALLER_MODEL
 from jetpack.cass._schema import SCHEMA_VERSION
 from jetpack.cass._store import CASSAdapter
+from jetpack.cass._vectors import CALLER_MODEL
 
 __all__ = ["CALLER_MODEL", "SCHEMA_VERSION", "CASSAdapter", "__version__"]

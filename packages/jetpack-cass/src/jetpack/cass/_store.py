@@ -1,32 +1,34 @@
-"""CASSAdapter: the local MemoryStore on one SQLite file."""
+"""CASSAdapter: the local MemoryStore on one SQLite file.
+
+Each public method checks its arguments (:mod:`~jetpack.cass._checks`) on the
+event loop, embeds texts if it must (never inside a transaction), then runs one
+job: a read (:mod:`~jetpack.cass._reads`) in one snapshot on a reader thread, or
+a write (:mod:`~jetpack.cass._writes`) as one ``BEGIN IMMEDIATE`` transaction on
+the writer thread (:class:`jetpack.shared.sqlite.Database`).
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from jetpack.cass._checks import check_id, check_limit, check_unit, parse_type
-from jetpack.cass._db import Database
-from jetpack.cass._index import VectorIndex
-from jetpack.cass._maintenance import CALLER_MODEL, MaintenanceMixin
-from jetpack.cass._query import decode_cursor, encode_cursor
-from jetpack.cass._search import SearchMixin
-from jetpack.cass._sql import (
-    ENTRY_COLUMNS,
-    FROM_ENTRIES,
-    INSERT_MEMORY,
-    fetch_all,
-    read_meta,
-    row_to_entry,
-    scalar,
-    write_vectors,
+from jetpack.cass import _reads, _writes
+from jetpack.cass._checks import (
+    check_id,
+    check_limit,
+    check_query,
+    check_unit,
+    parse_input,
+    parse_type,
 )
-from jetpack.cass._vectors import FloatMatrix, check_vector
+from jetpack.cass._index import VectorIndex
+from jetpack.cass._query import decode_cursor, encode_cursor
+from jetpack.cass._schema import ensure_schema, ensure_trigram, has_trigram
+from jetpack.cass._vectors import CALLER_MODEL, FloatMatrix, check_vector
 from jetpack.shared import (
     AsyncStoreMixin,
     Embedder,
@@ -35,24 +37,21 @@ from jetpack.shared import (
     MemoryStats,
     MemoryType,
     Page,
-    parse,
     to_ms,
     utcnow,
 )
 from jetpack.shared.config import JetpackConfig
-from jetpack.shared.errors import (
-    BackendNotInstalledError,
-    ConflictError,
-    NotFoundError,
-    ValidationError,
-)
-from jetpack.shared.rules import new_memory_id
+from jetpack.shared.errors import BackendNotInstalledError, ValidationError
+from jetpack.shared.registry import config_options
+from jetpack.shared.rules import check_options, fuse_hybrid, option_names
+from jetpack.shared.sqlite import Database
 
 __all__ = ["CASSAdapter"]
 
 logger = logging.getLogger(__name__)
 
-_IN_CHUNK = 500
+_CACHE_KIB = 65_536
+"""Page cache per connection (64 MiB): search and vector loads read big parts of the file."""
 
 
 def _resolve_embedder(spec: Embedder | str | None) -> tuple[Embedder | None, bool]:
@@ -72,24 +71,24 @@ def _resolve_embedder(spec: Embedder | str | None) -> tuple[Embedder | None, boo
         return None, False
 
 
-def _parse_input(entry: object) -> tuple[MemoryInput, FloatMatrix | None]:
-    """Validate one input; its vector is checked with numpy, not element by element.
+def _prepare(trigram: bool) -> Callable[[sqlite3.Connection], bool]:
+    """The file's set-up: schema (and the trigram index when asked); whether it has trigram."""
 
-    Same rules as ``MemoryInput`` (finite, non-zero, at most 4096 values), same
-    ``ValidationError('embedding')``, about 50× faster for a 384-dim vector.
-    """
-    if isinstance(entry, MemoryInput):
-        data: Any = entry.model_dump(exclude_unset=True)
-    elif isinstance(entry, Mapping):
-        data = dict(entry)
-    else:
-        return parse(MemoryInput, entry), None  # type: ignore[arg-type]  # refused by parse
-    raw = data.pop("embedding", None)
-    item = parse(MemoryInput, data)
-    return item, None if raw is None else check_vector(raw, None, "embedding")
+    def setup(conn: sqlite3.Connection) -> bool:
+        ensure_schema(conn)
+        if trigram:
+            ensure_trigram(conn)
+        return has_trigram(conn)
+
+    return setup
 
 
-class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
+def _candidates(limit: int) -> int:
+    """How deep each ranking goes before hybrid fusion."""
+    return max(limit * 5, 50)
+
+
+class CASSAdapter(AsyncStoreMixin):
     """Local memory store: SQLite (FTS5 BM25 + float32 vectors), exact cosine, fused hybrid.
 
     ::
@@ -112,7 +111,9 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
             index so :meth:`search` also finds substrings (``SessionMan``, CJK
             text) when word matches run short. Writes get about 3× slower.
         busy_timeout_ms: how long to wait for another process's write lock.
-        pool_size: reader connections.
+        pool_size: reader threads (and connections).
+
+    Any other keyword is a ValidationError naming it.
     """
 
     def __init__(
@@ -125,42 +126,39 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
         substring_search: bool = False,
         busy_timeout_ms: int = 10_000,
         pool_size: int = 4,
+        **unknown: object,
     ) -> None:
+        check_options(unknown, _OPTIONS)
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValidationError("max_entries", "must be an integer >= 1")
         self.db_path = Path(db_path)
         self.max_entries = max_entries
         self.protected_types = frozenset(parse_type(t, "protected_types") for t in protected_types)
-        self._db = Database(
+        self._protected = frozenset(t.value for t in self.protected_types)
+        self._db: Database[bool] = Database(
             self.db_path,
+            store="memory database",
+            setup=_prepare(bool(substring_search)),
             busy_timeout_ms=busy_timeout_ms,
-            pool_size=pool_size,
-            trigram=substring_search,
+            readers=pool_size,
+            cache_kib=_CACHE_KIB,
         )
+        self._trigram = False
+        self._index = VectorIndex()
         self._embedder, self._owns_embedder = _resolve_embedder(embedder)
-        SearchMixin.__init__(self, VectorIndex(self.db_path, busy_timeout_ms=busy_timeout_ms))
 
     @classmethod
-    def from_config(cls, config: JetpackConfig, *, agent_id: str) -> Self:
+    def from_config(cls, config: JetpackConfig, *, agent_id: str, **options: Any) -> Self:
         """Build the project's store: ``config.local.memory_db``, options from ``[cass]``.
 
         ``[cass]`` may set ``embedder``, ``max_entries``, ``protected_types``,
-        ``substring_search``, ``busy_timeout_ms`` and ``pool_size``. ``agent_id``
-        is unused: one memory store serves every agent.
+        ``substring_search``, ``busy_timeout_ms`` and ``pool_size``; ``options``
+        override it (an unknown one is a ValidationError; unknown keys of the
+        table are only logged). ``agent_id`` is unused: one memory store serves
+        every agent.
         """
-        options = config.section("cass")
-        known = {
-            "embedder",
-            "max_entries",
-            "protected_types",
-            "substring_search",
-            "busy_timeout_ms",
-            "pool_size",
-        }
-        return cls(
-            config.path(config.local.memory_db),
-            **{k: v for k, v in options.items() if k in known},
-        )
+        table = config_options(config, "cass", _OPTIONS - {"db_path"})
+        return cls(config.path(config.local.memory_db), **{**table, **options})
 
     def __repr__(self) -> str:
         name = self._embedder.name if self._embedder else None
@@ -171,11 +169,16 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
         """The configured embedder, if any."""
         return self._embedder
 
+    @property
+    def matrix_loads(self) -> int:
+        """How many times every vector was read into the matrix (for tests and benchmarks)."""
+        return self._index.full_loads
+
     # -- lifecycle ------------------------------------------------------------
 
     async def open(self) -> None:
         """Create or upgrade the database and adopt the embedder (``async with`` does it)."""
-        await self._db.open()
+        self._trigram = await self._db.open()
         try:
             if self._embedder is not None:
                 await self._adopt_embedder(self._embedder)
@@ -191,6 +194,17 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
             self._index.close()
             if self._owns_embedder and self._embedder is not None:
                 await self._embedder.aclose()
+
+    async def _adopt_embedder(self, embedder: Embedder) -> None:
+        """Make the embedder's vector space the store's one space (see ``_writes.adopt_space``)."""
+        space = await self._db.read(_reads.meta, ("dimensions", "embedding_model"))
+        if (space.get("dimensions"), space.get("embedding_model")) != (
+            embedder.dimensions,
+            embedder.name,
+        ):
+            await self._db.write(
+                _writes.adopt_space, embedder.name, embedder.dimensions, self.db_path
+            )
 
     # -- store ----------------------------------------------------------------
 
@@ -209,78 +223,22 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
         """
         if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Sequence):
             raise ValidationError("entries", "expected a list of memories")
-        parsed = [_parse_input(e) for e in entries]
+        parsed = [parse_input(e) for e in entries]
         if not parsed:
             return []
         inputs = [item for item, _ in parsed]
         vectors: list[FloatMatrix | None] = [vector for _, vector in parsed]
         models: list[str | None] = [CALLER_MODEL if v is not None else None for v in vectors]
         await self._embed_missing(inputs, vectors, models)
-        now = to_ms(utcnow())
-        async with self._db.write() as conn:
-            meta = await read_meta(conn, ("dimensions",))
-            dims = meta.get("dimensions")
-            for vector in vectors:
-                if vector is not None:
-                    dims = dims or vector.size
-                    if vector.size != dims:
-                        raise ValidationError(
-                            "embedding", f"has {vector.size} dimensions; this store uses {dims}"
-                        )
-            ids = await self._assign_ids(conn, inputs)
-            seq0 = int(await scalar(conn, "SELECT coalesce(max(seq), 0) FROM memories")) + 1
-            rows = [
-                (
-                    memory_id,
-                    item.type.value,
-                    item.content,
-                    item.importance,
-                    json.dumps(item.metadata, separators=(",", ":")),
-                    int(vectors[i] is not None),
-                    now,
-                    now,
-                    seq0 + i,
-                )
-                for i, (memory_id, item) in enumerate(zip(ids, inputs, strict=True))
-            ]
-            await conn.exec_driver_sql(INSERT_MEMORY, rows)
-            await self._index_new(conn, seq0, len(rows))
-            if any(v is not None for v in vectors):
-                await write_vectors(
-                    conn,
-                    [
-                        (seq0 + i, models[i] or CALLER_MODEL, v)
-                        for i, v in enumerate(vectors)
-                        if v is not None
-                    ],
-                    mark=False,
-                )
-                if meta.get("dimensions") is None:
-                    await conn.exec_driver_sql(
-                        "UPDATE cass_meta SET value = ? WHERE key = 'dimensions'", (dims,)
-                    )
-            count = await read_meta(conn, ("memory_count",))
-            if int(count["memory_count"]) > self.max_entries:
-                low_water = self.max_entries - self.max_entries // 20
-                batch = range(seq0, seq0 + len(rows))
-                await self._trim(conn, low_water, newest=batch[-1], batch=batch)
-        return ids
-
-    async def _index_new(self, conn: AsyncConnection, seq0: int, count: int) -> None:
-        """Index rows ``seq >= seq0`` (just inserted) in FTS and count them: one statement each."""
-        await conn.exec_driver_sql(
-            "INSERT INTO memories_fts(rowid, content) SELECT seq, content FROM memories "
-            "WHERE seq >= ?",
-            (seq0,),
-        )
-        if self._db.has_trigram:
-            await conn.exec_driver_sql(
-                "INSERT INTO memories_tri(rowid, content) SELECT seq, content FROM memories "
-                "WHERE seq >= ?",
-                (seq0,),
-            )
-        await conn.exec_driver_sql(
-            "UPDATE cass_meta SET value = value + ? WHERE key = 'memory_count'", (count,)
+        return await self._db.write(
+            _writes.store_entries,
+            inputs,
+            vectors,
+            models,
+            to_ms(utcnow()),
+            trigram=self._trigram,
+            max_entries=self.max_entries,
+            protected=self._protected,
         )
 
     async def _embed_missing(
@@ -312,96 +270,37 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
             vectors[i] = vector
             models[i] = self._embedder.name
 
-    async def _assign_ids(self, conn: AsyncConnection, inputs: Sequence[MemoryInput]) -> list[str]:
-        ids = [item.id or new_memory_id() for item in inputs]
-        explicit = {item.id for item in inputs if item.id}
-        while True:
-            seen: set[str] = set()
-            for memory_id in ids:
-                if memory_id in seen and memory_id in explicit:
-                    raise ConflictError(f"memory {memory_id!r} appears twice in one batch")
-                seen.add(memory_id)
-            taken: set[str] = set()
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = tuple(ids[start : start + _IN_CHUNK])
-                found = await fetch_all(
-                    conn,
-                    f"SELECT id FROM memories WHERE id IN ({', '.join('?' * len(chunk))})",
-                    chunk,
-                )
-                taken.update(str(r[0]) for r in found)
-            if taken & explicit:
-                raise ConflictError(f"memory {sorted(taken & explicit)[0]!r} already exists")
-            clash = len(seen) != len(ids) or bool(taken)
-            if not clash:
-                return ids
-            used: set[str] = set()
-            for i, memory_id in enumerate(ids):  # a generated id collided: draw again
-                if (memory_id in taken or memory_id in used) and memory_id not in explicit:
-                    ids[i] = new_memory_id()
-                used.add(ids[i])
-
     # -- single entries -------------------------------------------------------
 
     async def retrieve(self, memory_id: str) -> MemoryEntry | None:
         """Return the entry after atomically bumping access_count and last_accessed."""
         check_id(memory_id)
-        async with self._db.write() as conn:
-            seq = await scalar(
-                conn,
-                "UPDATE memories SET access_count = coalesce(access_count, 0) + 1, "
-                "last_accessed = ?, version = version + 1 WHERE id = ? RETURNING seq",
-                (to_ms(utcnow()), memory_id),
-            )
-            if seq is None:
-                return None
-            rows = await fetch_all(
-                conn, f"SELECT {ENTRY_COLUMNS} FROM {FROM_ENTRIES} WHERE m.seq = ?", (seq,)
-            )
-        return row_to_entry(rows[0])
+        return await self._db.write(_writes.retrieve, memory_id, to_ms(utcnow()))
 
     async def delete(self, memory_id: str) -> bool:
         """Delete; False if it did not exist."""
         check_id(memory_id)
-        async with self._db.write() as conn:
-            result = await conn.exec_driver_sql("DELETE FROM memories WHERE id = ?", (memory_id,))
-            return bool(result.rowcount)
+        return await self._db.write(_writes.delete, memory_id)
 
     async def update_importance(self, memory_id: str, importance: float) -> None:
         """Set importance (0..1). NotFoundError for an unknown id."""
         value = check_unit(importance, "importance")
         check_id(memory_id)
-        async with self._db.write() as conn:
-            result = await conn.exec_driver_sql(
-                "UPDATE memories SET importance = ?, version = version + 1 WHERE id = ?",
-                (value, memory_id),
-            )
-            if not result.rowcount:
-                raise NotFoundError("memory", memory_id)
+        await self._db.write(_writes.update_importance, memory_id, value)
 
     # -- listings -------------------------------------------------------------
-
-    async def _select(self, where: str, order: str, params: tuple[Any, ...]) -> list[MemoryEntry]:
-        async with self._db.read() as conn:
-            rows = await fetch_all(
-                conn,
-                f"SELECT {ENTRY_COLUMNS} FROM {FROM_ENTRIES} {where} ORDER BY {order} LIMIT ?",
-                params,
-            )
-        return [row_to_entry(r) for r in rows]
 
     async def get_by_type(self, type: MemoryType, limit: int = 50) -> list[MemoryEntry]:
         """Entries of one type, most important first (then most recently used)."""
         kind = parse_type(type)
-        return await self._select(
-            "WHERE m.type = ?",
-            "m.importance DESC, m.last_accessed DESC, m.seq DESC",
-            (kind.value, check_limit(limit)),
-        )
+        order = "m.importance DESC, m.last_accessed DESC, m.seq DESC"
+        params = (kind.value, check_limit(limit))
+        return await self._db.read(_reads.entries, "WHERE m.type = ?", order, params)
 
     async def get_recent_memories(self, limit: int = 50) -> list[MemoryEntry]:
         """Newest first."""
-        return await self._select("", "m.created_at DESC, m.seq DESC", (check_limit(limit),))
+        order = "m.created_at DESC, m.seq DESC"
+        return await self._db.read(_reads.entries, "", order, (check_limit(limit),))
 
     async def list_memories(
         self, *, limit: int = 50, cursor: str | None = None, type: MemoryType | None = None
@@ -414,51 +313,133 @@ class CASSAdapter(SearchMixin, MaintenanceMixin, AsyncStoreMixin):
         """
         check_limit(limit)
         kind = None if type is None else parse_type(type).value
-        clauses: list[str] = []
-        params: list[Any] = []
-        if cursor is not None:
-            clauses.append("m.seq < ?")
-            params.append(decode_cursor(cursor, kind))
-        if kind is not None:
-            clauses.append("m.type = ?")
-            params.append(kind)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        items = await self._select(where, "m.seq DESC", (*params, limit + 1))
-        has_more = len(items) > limit
-        items = items[:limit]
-        next_cursor = None
-        if has_more:
-            async with self._db.read() as conn:
-                last_seq = await scalar(
-                    conn, "SELECT seq FROM memories WHERE id = ?", (items[-1].id,)
-                )
-            if last_seq is None:  # deleted in between: resume from a neighbour
-                return await self.list_memories(limit=limit, cursor=cursor, type=type)
-            next_cursor = encode_cursor(int(last_seq), kind)
-        return Page[MemoryEntry](items=items, next_cursor=next_cursor, has_more=has_more)
+        before = None if cursor is None else decode_cursor(cursor, kind)
+        items, resume = await self._db.read(_reads.page, before, kind, limit)
+        next_cursor = None if resume is None else encode_cursor(resume, kind)
+        return Page[MemoryEntry](items=items, next_cursor=next_cursor, has_more=resume is not None)
 
     async def get_stats(self) -> MemoryStats:
         """Counts, mean importance, accesses, embedding coverage."""
-        async with self._db.read() as conn:
-            by_type = {
-                MemoryType(t): int(n)
-                for t, n in await fetch_all(
-                    conn, "SELECT type, count(*) FROM memories GROUP BY type"
-                )
-            }
-            ((total, avg, accesses, with_vec),) = await fetch_all(
-                conn,
-                "SELECT count(*), coalesce(avg(importance), 0), "
-                "coalesce(sum(access_count), 0), coalesce(sum(has_embedding), 0) FROM memories",
-            )
-            meta = await read_meta(conn, ("dimensions",))
-        return MemoryStats(
-            total=int(total),
-            by_type=by_type,
-            avg_importance=float(avg),
-            total_accesses=int(accesses),
-            with_embedding=int(with_vec),
-            without_embedding=int(total) - int(with_vec),
-            embedding_model=self._embedder.name if self._embedder else None,
-            embedding_dimensions=meta.get("dimensions"),
+        model = self._embedder.name if self._embedder else None
+        return await self._db.read(_reads.stats, model)
+
+    # -- search ---------------------------------------------------------------
+
+    async def search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
+        """Full-text BM25 search. Any text is safe; exact identifiers are found.
+
+        Each whitespace token is searched as a quoted phrase of its word parts
+        (``bd-q3fy`` → ``"bd q3fy"``), OR-ed, ranked by BM25 (stemmed, Porter).
+        With ``substring_search=True``, when that finds fewer than ``limit``
+        entries, substring matches from the trigram index fill the rest
+        (``SessionMan``, ``日本語``). ``score`` is the negated BM25 rank (higher
+        is better).
+        """
+        check_query(query)
+        check_limit(limit)
+        return await self._db.read(_reads.text, query, limit, self._trigram)
+
+    async def semantic_search(
+        self, embedding: Sequence[float], limit: int = 10
+    ) -> list[MemoryEntry]:
+        """Exact cosine top-k over every stored vector, best first; ``score`` is the cosine.
+
+        A vector of another size than the store's, a zero vector or non-finite
+        values are ValidationError('embedding').
+        """
+        check_limit(limit)
+        return await self._db.read(_reads.semantic, self._index, embedding, limit)
+
+    async def _embed_query(self, query: str) -> list[float]:
+        assert self._embedder is not None
+        (vector,) = await self._embedder.embed([query])
+        return vector
+
+    async def semantic_search_by_query(self, query: str, limit: int = 10) -> list[MemoryEntry]:
+        """Embed ``query`` and search by vector.
+
+        Without an embedder, or while no entry has a vector yet, this is
+        :meth:`search` (BM25).
+        """
+        check_query(query)
+        check_limit(limit)
+        if self._embedder is None or not query.strip():
+            return await self.search(query, limit)
+        if not await self._db.read(_reads.has_vectors):
+            return await self._db.read(_reads.text, query, limit, self._trigram)
+        vector = await self._embed_query(query)
+        return await self.semantic_search(vector, limit)
+
+    async def hybrid_search(self, query: str, limit: int = 10) -> list[MemoryEntry]:
+        """BM25 and vector results fused by :func:`jetpack.shared.rules.fuse_hybrid`.
+
+        ``score`` is the fused score: 0.8 × the min-max normalised cosine + 0.2 ×
+        BM25 ÷ the best BM25, plus 1 for a decisive lexical match (the best BM25
+        hit at least twice the runner-up, e.g. an exact identifier). Each list goes
+        ``max(5 × limit, 50)`` deep; the two run concurrently.
+        Without an embedder, with no vectors stored yet, or if embedding the
+        query fails (logged), it is :meth:`search`.
+        """
+        check_query(query)
+        check_limit(limit)
+        depth = _candidates(limit)
+        vector: list[float] | None = None
+        if self._embedder is not None and query.strip():
+            try:
+                vector = await self._embed_query(query)
+            except Exception as error:  # fail open to BM25
+                logger.warning("hybrid_search: embedding the query failed (%s); BM25 only", error)
+        if vector is None:
+            return await self._db.read(_reads.text, query, limit, self._trigram)
+        text, semantic = await asyncio.gather(
+            self._db.read(_reads.text_rank, query, depth, self._trigram),
+            self._db.read(self._index.top_k, vector, depth),
         )
+        if not semantic:  # no vectors stored yet
+            return await self._db.read(_reads.entries_by_seq, text[:limit])
+        fused = fuse_hybrid(text, semantic)
+        return await self._db.read(_reads.entries_by_seq, fused[:limit])
+
+    # -- maintenance ----------------------------------------------------------
+
+    async def compact(self, threshold: float) -> int:
+        """Delete entries with importance below ``threshold`` except protected types."""
+        value = check_unit(threshold, "threshold")
+        return await self._db.write(_writes.compact, value, self._protected)
+
+    async def adaptive_compact(self) -> int:
+        """Trim to ``max_entries`` by lowest retention score; never the newest entry.
+
+        The score is :func:`jetpack.shared.rules.retention_score`: 0.6 × importance
+        + 0.25 × recency of the last access (half-life 14 days) + 0.15 × use
+        (log of the access count, full at 20). Unprotected entries go first,
+        lowest score first (older first on ties); protected types only when they
+        alone overflow the cap. Returns how many were deleted.
+        """
+        return await self._db.write(_writes.adaptive_compact, self.max_entries, self._protected)
+
+    async def backfill_embeddings(self, batch_size: int = 32) -> int:
+        """Embed up to ``batch_size`` entries lacking vectors, oldest first; return how many.
+
+        Resumable: each call embeds one batch and commits it; call until it
+        returns 0. Without an embedder it returns 0. An embedder failure raises
+        and leaves the rows for the next call.
+        """
+        check_limit(batch_size, "batch_size")
+        embedder = self._embedder
+        if embedder is None:
+            return 0
+        todo = await self._db.read(_reads.missing_embeddings, batch_size)
+        if not todo:
+            return 0
+        made = await embedder.embed([content for _, content in todo])
+        if len(made) != len(todo):
+            raise ValidationError("embedding", "the embedder returned a wrong number of vectors")
+        vectors = [check_vector(v, embedder.dimensions, "embedding") for v in made]
+        rows = [(seq, embedder.name, v) for (seq, _), v in zip(todo, vectors, strict=True)]
+        await self._db.write(_writes.store_vectors, rows)
+        return len(todo)
+
+
+_OPTIONS = option_names(CASSAdapter)
+"""The constructor's keywords: anything else is refused (``rules.check_options``)."""

@@ -20,9 +20,19 @@ from jetpack.shared import MAX_EMBEDDING_DIMENSIONS
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.rules import float32_problem
 
-__all__ = ["FloatMatrix", "VectorMatrix", "check_vector", "from_blob", "to_blob"]
+__all__ = [
+    "CALLER_MODEL",
+    "FloatMatrix",
+    "VectorMatrix",
+    "check_vector",
+    "from_blob",
+    "to_blob",
+]
 
 FloatMatrix = npt.NDArray[np.float32]
+
+CALLER_MODEL = "caller"
+"""Model name recorded with vectors the caller supplied."""
 
 
 def check_vector(

@@ -30,7 +30,13 @@ from jetpack.shared import (
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.edge.client import EdgeClient
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
-from jetpack.shared.rules import DEFAULT_CLAIM_TTL_MS, DEFAULT_RETRY_BASE_MS, check_json_object
+from jetpack.shared.registry import config_options
+from jetpack.shared.rules import (
+    DEFAULT_CLAIM_TTL_MS,
+    DEFAULT_RETRY_BASE_MS,
+    check_json_object,
+    check_options,
+)
 
 __all__ = ["CloudflareTaskStore"]
 
@@ -66,7 +72,9 @@ class CloudflareTaskStore(AsyncStoreMixin):
         claim_ttl_ms: int = DEFAULT_CLAIM_TTL_MS,
         timeout: float = 30.0,
         retries: int = 4,
+        **unknown: object,
     ) -> None:
+        check_options(unknown, _OPTIONS)
         if (
             isinstance(retry_base_ms, bool)
             or not isinstance(retry_base_ms, int)
@@ -82,11 +90,12 @@ class CloudflareTaskStore(AsyncStoreMixin):
         )
 
     @classmethod
-    def from_config(cls, config: JetpackConfig, *, agent_id: str) -> Self:
+    def from_config(cls, config: JetpackConfig, *, agent_id: str, **options: Any) -> Self:
         """Build from ``[cloudflare]`` (``worker_url``) and ``JETPACK_API_TOKEN``.
 
         Options (``retry_base_ms``, ``claim_ttl_ms``, ``timeout``, ``retries``)
-        come from a ``[cf_beads]`` table. ``agent_id`` is not used: a task
+        come from a ``[cf_beads]`` table (unknown keys there are logged), overridden by
+        ``options`` (unknown ones refused). ``agent_id`` is not used: a task
         store is shared by every agent.
         """
         edge = config.cloudflare
@@ -97,8 +106,8 @@ class CloudflareTaskStore(AsyncStoreMixin):
             )
         if edge.api_token is None or not edge.api_token.get_secret_value():
             raise ValidationError("cloudflare.api_token", "is not set (JETPACK_API_TOKEN)")
-        options = {k: v for k, v in config.section("cf_beads").items() if k in _OPTIONS}
-        return cls(edge.worker_url, edge.api_token.get_secret_value(), **options)
+        table = config_options(config, "cf_beads", _OPTIONS)
+        return cls(edge.worker_url, edge.api_token.get_secret_value(), **{**table, **options})
 
     def __repr__(self) -> str:
         return f"CloudflareTaskStore({self._client.url!r})"

@@ -1,153 +1,32 @@
-"""``jetpack start``, ``jetpack status`` and ``jetpack demo``."""
+"""``jetpack start``, ``jetpack status`` and ``jetpack demo`` (the run itself is in ``_run``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import typer
-from rich.live import Live
 
 from jetpack.cli._app import app
-from jetpack.cli._claude import ClaudeCodeExecutor
 from jetpack.cli._common import (
+    command_errors,
     console,
     fail,
-    open_adapters,
     open_mail,
     open_tasks,
     project_config,
     run_async,
 )
-from jetpack.cli._events import EVENT_LOG, EventLog, OrchestratorEvent, read_events
-from jetpack.cli._executors import CommandExecutor, DemoExecutor, Executor, preflight
-from jetpack.cli._guard import RunGuard
-from jetpack.cli._orchestrator import Orchestrator, RunSummary, new_run_id
+from jetpack.cli._demo import run_demo
+from jetpack.cli._events import EVENT_LOG, read_events
+from jetpack.cli._run import guarded, make_executor, run_project
 from jetpack.cli._settings import Settings, load_settings
-from jetpack.cli._view import event_line, leases_table, live_view, presence_table
-from jetpack.shared import AgentStatus, TaskStats, TaskStatus
-from jetpack.shared.config import JetpackConfig
-from jetpack.shared.registry import create_store
+from jetpack.cli._view import counts_line, event_line, leases_table, presence_table
+from jetpack.shared import AgentStatus, TaskStatus
+from jetpack.shared.errors import ValidationError
 
-__all__ = ["make_executor", "run_guard", "run_orchestrator"]
-
-ExecutorName = Literal["claude", "command", "demo"]
-
-
-def make_executor(name: str, settings: Settings, project_dir: Path | None = None) -> Executor:
-    """The executor called ``name``, configured from the settings.
-
-    With ``project_dir``, Claude agents get the project's ``jetpack mcp`` tools.
-    """
-    grace = settings.orchestrator.kill_grace_s
-    if name == "claude":
-        return ClaudeCodeExecutor(
-            settings.claude.options(), kill_grace_s=grace, project_dir=project_dir
-        )
-    if name == "command":
-        return CommandExecutor(settings.orchestrator.command, kill_grace_s=grace)
-    if name == "demo":
-        return DemoExecutor()
-    raise typer.BadParameter(f"unknown executor {name!r} (claude, command or demo)")
-
-
-def run_guard(settings: Settings) -> RunGuard:
-    """The signal handling and exit deadlines of a run with these settings."""
-    return RunGuard(
-        grace_s=settings.orchestrator.shutdown_grace_s,
-        kill_grace_s=settings.orchestrator.kill_grace_s,
-    )
-
-
-async def run_orchestrator(
-    config: JetpackConfig,
-    settings: Settings,
-    executor: Executor,
-    *,
-    guard: RunGuard,
-    agents: int,
-    until_empty: bool,
-    live: bool,
-    skills: list[str] | None = None,
-) -> tuple[RunSummary, bool]:
-    """Run agents until stopped; returns the summary and whether a signal stopped it.
-
-    ``guard`` (entered by the caller, on the main thread) turns SIGINT and SIGTERM
-    into stop requests: the first stops claiming and lets running attempts
-    finish within ``shutdown_grace_s``, the second kills them; both hand
-    unfinished tasks back.
-    """
-    run_id = new_run_id()
-    root = config.project_dir
-    events = EventLog(config.path(EVENT_LOG))
-    try:
-        async with open_adapters(config, agent_id=f"jetpack-{run_id}") as stores:
-            # Check the executor once, before anything is claimed.
-            await preflight(
-                executor,
-                await stores.tasks.list_tasks({"status": [TaskStatus.PENDING, TaskStatus.READY]}),
-            )
-            orchestrator = Orchestrator(
-                tasks=stores.tasks,
-                memory=stores.memory,
-                mail_factory=lambda agent_id: create_store(config, "mail", agent_id=agent_id),
-                executor=executor,
-                settings=settings.orchestrator,
-                project_dir=root,
-                agent_count=agents,
-                skills=skills if skills is not None else settings.agents.skills,
-                until_empty=until_empty,
-                run_id=run_id,
-                events=events,
-            )
-
-            def on_signal(count: int) -> None:
-                if count == 1:
-                    orchestrator.request_stop("signal received")
-                    events.emit(OrchestratorEvent("stopping", "jetpack", text="signal received"))
-                else:
-                    orchestrator.force_stop()
-                    events.emit(
-                        OrchestratorEvent("stopping", "jetpack", text="killing running attempts")
-                    )
-
-            guard.attach(asyncio.get_running_loop(), on_signal)
-            if not live:
-                events.listeners.append(
-                    lambda e: console.print(event_line(e)) if e.kind != "progress" else None
-                )
-            run = asyncio.create_task(orchestrator.run())
-            try:
-                if live:
-                    await _live(orchestrator, stores.tasks, run)
-                summary = await run
-            finally:
-                guard.detach()
-    finally:
-        events.close()
-    return summary, guard.signalled
-
-
-async def _live(orchestrator: Orchestrator, tasks: Any, run: asyncio.Task[RunSummary]) -> None:
-    stats: TaskStats | None = None
-    last = 0.0
-    loop = asyncio.get_running_loop()
-    with Live(
-        live_view(orchestrator, stats), console=console, refresh_per_second=4, transient=False
-    ) as view:
-        while not run.done():
-            if loop.time() - last > 1.0:
-                with contextlib.suppress(Exception):
-                    stats = await tasks.get_stats()
-                last = loop.time()
-            view.update(live_view(orchestrator, stats))
-            await asyncio.wait({run}, timeout=0.25)
-        with contextlib.suppress(Exception):
-            stats = await tasks.get_stats()
-        view.update(live_view(orchestrator, stats))
+__all__ = ["demo", "start", "status"]
 
 
 @app.command()
@@ -166,27 +45,30 @@ def start(
     live: Annotated[bool | None, typer.Option(help="Live view (default: on a terminal).")] = None,
 ) -> None:
     """Run agents on the project's tasks until Ctrl+C (or --until-empty)."""
-    config = project_config(check_stores=True)
-    settings = load_settings(config)
-    if worktrees is not None:
-        settings.orchestrator.worktrees = worktrees
-    if command is not None:
-        settings.orchestrator.command = command
-    name = executor or ("command" if command is not None else settings.agents.executor)
-    count = agents or settings.agents.count
-    show_live = console.is_terminal if live is None else live
-    with run_guard(settings) as guard:
-        summary, signalled = asyncio.run(
-            run_orchestrator(
+    with command_errors():
+        config = project_config(check_stores=True)
+        settings = load_settings(config)
+        if worktrees is not None:
+            settings.orchestrator.worktrees = worktrees
+        if command is not None:
+            settings.orchestrator.command = command
+        name = executor or ("command" if command is not None else settings.agents.executor)
+        try:
+            runner = make_executor(name, settings, config.project_dir.resolve())
+        except ValidationError as exc:
+            raise typer.BadParameter(exc.reason) from exc
+        summary, signalled = guarded(
+            settings,
+            lambda guard: run_project(
                 config,
                 settings,
-                make_executor(name, settings, config.project_dir.resolve()),
+                runner,
                 guard=guard,
-                agents=count,
+                agents=agents or settings.agents.count,
                 until_empty=until_empty,
-                live=show_live,
+                live=console.is_terminal if live is None else live,
                 skills=skill,
-            )
+            ),
         )
     console.print(
         f"run {summary.run_id}: {len(summary.completed)} completed, {len(summary.failed)} failed, "
@@ -246,8 +128,6 @@ async def status(
         }
         typer.echo(json.dumps(data))
         return
-    from jetpack.cli._view import counts_line
-
     if agents:
         console.print(presence_table(agents))
     else:
@@ -268,11 +148,10 @@ def demo(
     live: Annotated[bool | None, typer.Option(help="Live view (default: on a terminal).")] = None,
 ) -> None:
     """Run 3 agents on a small dependency graph, offline, with the deterministic demo executor."""
-    from jetpack.cli._demo import run_demo
-
     show_live = console.is_terminal if live is None else live
-    with run_guard(Settings()) as guard:
-        code = asyncio.run(
-            run_demo(guard=guard, agents=agents, directory=directory, live=show_live)
+    with command_errors():
+        code = guarded(
+            Settings(),
+            lambda guard: run_demo(guard=guard, agents=agents, directory=directory, live=show_live),
         )
     raise typer.Exit(code)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,6 +27,7 @@ from jetpack.shared.errors import (
 from jetpack.shared.registry import Adapters, create_adapters, create_store
 
 __all__ = [
+    "command_errors",
     "console",
     "err_console",
     "error_line",
@@ -33,6 +35,9 @@ __all__ = [
     "find_root",
     "id_column",
     "open_adapters",
+    "open_mail",
+    "open_memory",
+    "open_tasks",
     "project_config",
     "project_dir",
     "resolve_agent_id",
@@ -168,17 +173,24 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     raise typer.Exit(code)
 
 
+@contextlib.contextmanager
+def command_errors() -> Iterator[None]:
+    """Around a command's body: Jetpack errors become one red line and exit code 1."""
+    try:
+        yield
+    except BackendNotInstalledError as exc:
+        raise fail(f"{exc.message}\n  (or: pip install 'jetpack-cli[local]')") from exc
+    except JetpackError as exc:
+        raise fail(exc.message) from exc
+
+
 def run_async(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
-    """Run an async command body; Jetpack errors become one red line and exit code 1."""
+    """Run an async command body in :func:`command_errors`."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with command_errors():
             return asyncio.run(func(*args, **kwargs))
-        except BackendNotInstalledError as exc:
-            raise fail(f"{exc.message}\n  (or: pip install 'jetpack-cli[local]')") from exc
-        except JetpackError as exc:
-            raise fail(exc.message) from exc
 
     return wrapper
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from jetpack.cli._app import GITIGNORE, default_config
-from jetpack.cli._cmd_run import run_orchestrator
 from jetpack.cli._common import console, open_adapters
 from jetpack.cli._executors import DemoExecutor
 from jetpack.cli._guard import RunGuard
+from jetpack.cli._run import run_project
 from jetpack.cli._settings import load_settings
 from jetpack.cli._view import summary_table
 from jetpack.shared import TaskStatus
@@ -97,7 +97,7 @@ async def run_demo(
         )
         async with open_adapters(config) as stores:
             await stores.tasks.create_tasks(DEMO_TASKS)
-        summary, signalled = await run_orchestrator(
+        summary, signalled = await run_project(
             config,
             settings,
             DemoExecutor(),

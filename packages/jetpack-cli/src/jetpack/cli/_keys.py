@@ -107,7 +107,9 @@ def unknown_keys(config: JetpackConfig, *, stores: bool = False) -> list[str]:
     """
     tables = known_keys(stores=stores)
     warnings: list[str] = []
-    extra: dict[str, Any] = config.model_extra or {}
+    extra: dict[str, Any] = dict(config.model_extra or {})
+    for name in ("stores", "local", "cloudflare"):  # the config model's own tables
+        extra[name] = cast(BaseModel, getattr(config, name)).model_extra or {}
     for name, value in extra.items():
         if isinstance(value, dict):
             if name in tables:

@@ -1,11 +1,11 @@
-"""The orchestrator: N agent loops over the shared stores (the per-task steps are in ``_agent``).
+"""The orchestrator: a run of N agents over the shared stores, until stopped or out of work.
 
-Each loop: ``claim_next`` → lease the files the task names → run the executor
-(with a timeout; claim and leases renewed all along) → verify → complete or
-fail (the store applies the back-off) → remember what was learned → publish
-events → release the leases. Nothing between claim and finish can strand a
-task: an unexpected error fails the attempt, a shutdown hands the claim back
-(``release_task``: no retry used), a lost claim stops the attempt at once.
+It owns the run: the :class:`~jetpack.cli._context.RunContext` (the services the
+agents share), the :class:`~jetpack.cli.Agent` objects (one mail bus each,
+opened for the run), claiming (``claim_next`` per agent, a pause when nothing is
+ready), heartbeats, and stopping (:class:`~jetpack.cli._context.StopReason`): a
+stop request ends the claims and gives running attempts ``shutdown_grace_s``; a
+forced stop cancels them, and each agent hands its task back.
 """
 
 from __future__ import annotations
@@ -13,25 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import socket
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from jetpack.cli._agent import START_DELAY_S, AgentState, AgentWork, RunSummary
+from jetpack.cli._agent import Agent
+from jetpack.cli._context import RunContext, RunSummary, StopReason, quiet
 from jetpack.cli._events import EventLog
 from jetpack.cli._executors import Executor
-from jetpack.cli._memory_writer import MemoryWriter
 from jetpack.cli._settings import OrchestratorSettings
-from jetpack.cli._worktrees import WorktreeManager
-from jetpack.shared import AgentStatus, MailBus, MemoryStore, MessageType, TaskStatus, TaskStore
+from jetpack.shared import MailBus, MemoryStore, Task, TaskStatus, TaskStore
 from jetpack.shared.errors import JetpackError
 
-__all__ = ["START_DELAY_S", "AgentState", "Orchestrator", "RunSummary", "new_run_id"]
+__all__ = ["Orchestrator", "new_run_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +38,12 @@ def new_run_id() -> str:
     return secrets.token_hex(3)
 
 
-class Orchestrator(AgentWork):
-    """Runs ``agent_count`` agent loops until stopped (or until no work is left)."""
+class Orchestrator:
+    """Runs ``agent_count`` agents until stopped (or, with ``until_empty``, until no work is left).
+
+    ``mail_factory(agent_id)`` gives each agent its own (unopened) mail bus;
+    ``run()`` opens them for the run and closes them after.
+    """
 
     def __init__(
         self,
@@ -59,30 +60,46 @@ class Orchestrator(AgentWork):
         run_id: str | None = None,
         events: EventLog | None = None,
     ) -> None:
-        self.tasks = tasks
-        self.memory = memory
-        self.mail_factory = mail_factory
-        self.executor = executor
-        self.settings = settings or OrchestratorSettings()
-        self.project_dir = project_dir
+        self.context = RunContext(
+            run_id=run_id or new_run_id(),
+            tasks=tasks,
+            memory=memory,
+            executor=executor,
+            settings=settings or OrchestratorSettings(),
+            events=events or EventLog(None),
+            project_dir=project_dir,
+        )
         self.skills = list(skills) if skills is not None else None
         self.until_empty = until_empty
-        self.run_id = run_id or new_run_id()
-        self.events = events or EventLog(None)
-        self.agents = [AgentState(f"agent-{self.run_id}-{i + 1}") for i in range(agent_count)]
-        self.summary = RunSummary(self.run_id)
-        self._memory_writer: MemoryWriter | None = None
-        self.stop_reason: str | None = None
-        self._leases_cache: list[Any] = []
-        self._leases_at = -1e9
+        self.agents = [
+            Agent(agent_id, mail_factory(agent_id), self.context, self.request_stop)
+            for agent_id in (f"agent-{self.run_id}-{i + 1}" for i in range(agent_count))
+        ]
+        self.stop_reason: StopReason | None = None
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._drain_checked = 0.0
-        self._worktrees = (
-            WorktreeManager(project_dir, merge=self.settings.merge == "merge")
-            if self.settings.worktrees
-            else None
-        )
+
+    # ------------------------------------------------------------ the run's face
+    @property
+    def run_id(self) -> str:
+        """The run's id (agent ids are ``agent-<run_id>-<n>``)."""
+        return self.context.run_id
+
+    @property
+    def settings(self) -> OrchestratorSettings:
+        """The ``[orchestrator]`` settings the run uses."""
+        return self.context.settings
+
+    @property
+    def events(self) -> EventLog:
+        """The run's events (recent ones in memory, listeners, the log file)."""
+        return self.context.events
+
+    @property
+    def summary(self) -> RunSummary:
+        """What the run did so far."""
+        return self.context.summary
 
     # ----------------------------------------------------------------- control
     @property
@@ -90,10 +107,10 @@ class Orchestrator(AgentWork):
         """True once a stop was requested: no more claims."""
         return self._stopping.is_set()
 
-    def request_stop(self, reason: str = "stop requested") -> None:
+    def request_stop(self, reason: StopReason = StopReason.REQUESTED, detail: str = "") -> None:
         """Stop claiming; running attempts get ``shutdown_grace_s`` to finish."""
         if not self._stopping.is_set():
-            logger.info("%s: no new claims", reason)
+            logger.info("%s: no new claims", detail or reason)
             self.stop_reason = reason
             self._stopping.set()
 
@@ -103,27 +120,23 @@ class Orchestrator(AgentWork):
         self._force.set()
 
     async def run(self) -> RunSummary:
-        """Run every agent loop; return when they all ended (stop or empty queue)."""
+        """Run every agent; return when they all ended (stop or empty queue)."""
         started = time.monotonic()
         try:
-            recovered = await self.tasks.recover_expired_claims()
+            recovered = await self.context.tasks.recover_expired_claims()
         except JetpackError:
             logger.exception("recovering expired claims failed")
             recovered = []
         for task in recovered:
-            self.emit("recovered", "orchestrator", task.id, "lapsed claim of a stopped run")
+            self.context.emit("recovered", "orchestrator", task.id, "lapsed claim of a stopped run")
         async with AsyncExitStack() as stack:
-            buses = [
-                await stack.enter_async_context(self.mail_factory(a.agent_id)) for a in self.agents
-            ]
+            for agent in self.agents:
+                await stack.enter_async_context(agent.bus)
             loops = [
-                asyncio.create_task(self._agent_loop(state, bus), name=state.agent_id)
-                for state, bus in zip(self.agents, buses, strict=True)
+                asyncio.create_task(self._serve(agent), name=agent.agent_id)
+                for agent in self.agents
             ]
-            beats = [
-                asyncio.create_task(self._heartbeat_loop(state, bus))
-                for state, bus in zip(self.agents, buses, strict=True)
-            ]
+            beats = [asyncio.create_task(agent.heartbeats()) for agent in self.agents]
             try:
                 await self._supervise(loops)
             finally:
@@ -133,13 +146,9 @@ class Orchestrator(AgentWork):
                 for beat in beats:
                     beat.cancel()
                 await asyncio.gather(*beats, return_exceptions=True)
-                for state, bus in zip(self.agents, buses, strict=True):
-                    state.status = AgentStatus.OFFLINE
-                    await self._quiet(bus.send_heartbeat(AgentStatus.OFFLINE, self._info(state)))
-                    await self._publish(bus, MessageType.AGENT_STOPPED, {"run_id": self.run_id})
-                    self.emit("stopped", state.agent_id)
-                if self._memory_writer is not None:
-                    await self._memory_writer.close()
+                for agent in self.agents:
+                    await agent.sign_off()
+                await self.context.close()
         self.summary.duration_s = time.monotonic() - started
         return self.summary
 
@@ -173,47 +182,36 @@ class Orchestrator(AgentWork):
             stop_wait.cancel()
             force_wait.cancel()
 
-    # ------------------------------------------------------------------ loops
-    async def _heartbeat_loop(self, state: AgentState, bus: MailBus) -> None:
-        await self._publish(bus, MessageType.AGENT_STARTED, {"run_id": self.run_id})
-        self.emit("started", state.agent_id, text=f"executor {self.executor.name}")
-        while True:
-            await self._quiet(bus.send_heartbeat(state.status, self._info(state)))
-            await asyncio.sleep(self.settings.heartbeat_s)
-
-    def _info(self, state: AgentState) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "executor": self.executor.name,
-            "task_id": state.task_id,
-            "task_title": state.task_title,
-            "activity": state.activity[:200],
-            "completed": state.completed,
-            "failed": state.failed,
-        }
-
-    async def _agent_loop(self, state: AgentState, bus: MailBus) -> None:
+    # ------------------------------------------------------------------ claims
+    async def _serve(self, agent: Agent) -> None:
+        """Give ``agent`` one task after another until the run stops."""
         while not self.stopping:
-            try:
-                task = await self.tasks.claim_next(
-                    state.agent_id, self.skills, ttl_ms=self.settings.claim_ttl_ms
-                )
-            except Exception as exc:  # a store hiccup must not end the agent
-                logger.warning("%s: claim failed: %s", state.agent_id, exc)
-                task = None
+            task = await self._claim(agent)
             if task is None:
                 if self.until_empty and await self._drained():
-                    self.request_stop("no task left to run")
+                    self.request_stop(StopReason.DRAINED)
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.poll_s)
+                await self._idle(agent)
                 continue
             if self._stopping.is_set():  # stop requested while we were claiming
-                await self._quiet(self.tasks.release_task(task.id, state.agent_id))
+                await quiet(self.context.tasks.release_task(task.id, agent.agent_id))
                 return
-            await self._work(state, bus, task)
+            await agent.run_task(task)
+
+    async def _claim(self, agent: Agent) -> Task | None:
+        """The next ready task for ``agent`` (None: none, or the store did not answer)."""
+        try:
+            return await self.context.tasks.claim_next(
+                agent.agent_id, self.skills, ttl_ms=self.settings.claim_ttl_ms
+            )
+        except Exception as exc:  # a store hiccup must not end the agent
+            logger.warning("%s: claim failed: %s", agent.agent_id, exc)
+            return None
+
+    async def _idle(self, agent: Agent) -> None:
+        """Wait before ``agent`` claims again: ``poll_s``, or less if the run stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.poll_s)
 
     async def _drained(self) -> bool:
         """True when no task can still become ready: none ready, held, backing off or waiting."""
@@ -221,7 +219,7 @@ class Orchestrator(AgentWork):
         if now - self._drain_checked < min(self.settings.poll_s, 0.5):
             return False
         self._drain_checked = now
-        tasks = {t.id: t for t in await self.tasks.list_tasks()}
+        tasks = {t.id: t for t in await self.context.tasks.list_tasks()}
         if any(t.status in (TaskStatus.CLAIMED, TaskStatus.IN_PROGRESS) for t in tasks.values()):
             return False
         # A task can still run if it has no blockers and each dependency is completed

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from jetpack.cli._common import id_column
+from jetpack.cli._common import console, id_column
+from jetpack.cli._context import RunSummary, StopReason
 from jetpack.cli._events import OrchestratorEvent
 from jetpack.cli._orchestrator import Orchestrator
-from jetpack.shared import AgentPresence, Lease, Task, TaskStats, TaskStatus, utcnow
+from jetpack.shared import AgentPresence, Lease, Task, TaskStats, TaskStatus, TaskStore, utcnow
 
 __all__ = [
     "agents_table",
     "counts_line",
     "event_line",
+    "leases_table",
     "live_view",
     "presence_table",
     "summary_table",
+    "watch",
 ]
 
 _KIND_STYLE = {
@@ -92,16 +98,17 @@ def agents_table(orchestrator: Orchestrator) -> Table:
     table = Table(expand=True)
     id_column(table, "agent", (a.agent_id for a in orchestrator.agents))
     table.add_column("status", no_wrap=True)
-    id_column(table, "task", (a.task_id or "" for a in orchestrator.agents))
+    id_column(table, "task", (a.state.task_id or "" for a in orchestrator.agents))
     for name in ("title", "activity"):
         table.add_column(name, ratio=1, no_wrap=True)
     for name in ("time", "done", "failed"):
         table.add_column(name, no_wrap=True)
     now = time.monotonic()
-    for a in orchestrator.agents:
+    for agent in orchestrator.agents:
+        a = agent.state
         elapsed = f"{now - a.task_started:.0f}s" if a.task_started else ""
         table.add_row(
-            a.agent_id,
+            agent.agent_id,
             str(a.status),
             a.task_id or "",
             a.task_title or "",
@@ -115,9 +122,9 @@ def agents_table(orchestrator: Orchestrator) -> Table:
 
 def live_view(orchestrator: Orchestrator, stats: TaskStats | None) -> RenderableType:
     """Agents, task counts and the last events of this run."""
-    title = f"jetpack run {orchestrator.run_id} — executor {orchestrator.executor.name}"
-    if orchestrator.stop_reason == "no task left to run":
-        title += " — no task left to run"
+    title = f"jetpack run {orchestrator.run_id} — executor {orchestrator.context.executor.name}"
+    if orchestrator.stop_reason is StopReason.DRAINED:
+        title += f" — {StopReason.DRAINED}"
     elif orchestrator.stopping:
         title += " — stopping (Ctrl+C again to kill running attempts)"
     events = [e for e in orchestrator.events.recent if e.kind != "progress"][-8:]
@@ -128,6 +135,28 @@ def live_view(orchestrator: Orchestrator, stats: TaskStats | None) -> Renderable
         counts_line(stats),
         *[event_line(e) for e in events],
     )
+
+
+async def watch(
+    orchestrator: Orchestrator, tasks: TaskStore, run: asyncio.Task[RunSummary]
+) -> None:
+    """Show :func:`live_view` on the terminal until ``run`` ends (task counts read every second)."""
+    stats: TaskStats | None = None
+    last = 0.0
+    loop = asyncio.get_running_loop()
+    with Live(
+        live_view(orchestrator, stats), console=console, refresh_per_second=4, transient=False
+    ) as view:
+        while not run.done():
+            if loop.time() - last > 1.0:
+                with contextlib.suppress(Exception):
+                    stats = await tasks.get_stats()
+                last = loop.time()
+            view.update(live_view(orchestrator, stats))
+            await asyncio.wait({run}, timeout=0.25)
+        with contextlib.suppress(Exception):
+            stats = await tasks.get_stats()
+        view.update(live_view(orchestrator, stats))
 
 
 def presence_table(agents: Sequence[AgentPresence]) -> Table:

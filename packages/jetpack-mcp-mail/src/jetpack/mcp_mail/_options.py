@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import check_options
 
 __all__ = ["DEFAULT_RETENTION_MS", "Options"]
 
@@ -31,10 +32,11 @@ class Options:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> Options:
         """Validate ``options``; an unknown name or a non-positive value is a ValidationError."""
-        known = {f.name for f in fields(cls)}
+        check_options({k: v for k, v in options.items() if k not in _NAMES}, _NAMES)
         for name, value in options.items():
-            if name not in known:
-                raise ValidationError(name, f"unknown option; expected one of {sorted(known)}")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValidationError(name, "must be a positive integer")
         return cls(**options)
+
+
+_NAMES = frozenset(f.name for f in fields(Options))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["SCHEMA_VERSION", "configure", "migrate"]
+__all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 SCHEMA_VERSION = 1
 """``PRAGMA user_version`` of a store this code created or migrated."""
@@ -86,21 +86,7 @@ CREATE TABLE IF NOT EXISTS listeners (
 """
 
 
-def configure(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
-    """Per-connection settings: busy timeout, NORMAL sync (durable at checkpoints).
-
-    The file was switched to WAL once, at set-up (``jetpack.shared.sqlite_setup``);
-    WAL is a property of the file, so this only checks it.
-    """
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    if str(mode).lower() != "wal":  # pragma: no cover - only on filesystems without WAL
-        raise sqlite3.OperationalError(f"could not switch to WAL (journal_mode={mode})")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-
-
-def migrate(conn: sqlite3.Connection) -> None:
+def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create or upgrade the schema; refuse a store written by a newer version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:

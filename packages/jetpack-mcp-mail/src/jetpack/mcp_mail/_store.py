@@ -1,33 +1,40 @@
-"""MCPMailAdapter: the local MailBus, one SQLite file shared by every process of a project."""
+"""MCPMailAdapter: the local MailBus, one SQLite file shared by every process of a project.
+
+Each public method checks its plain arguments (:mod:`~jetpack.mcp_mail._checks`)
+on the event loop, then runs one job: a read (:mod:`~jetpack.mcp_mail._reads`)
+in one snapshot on a reader thread, or a write (:mod:`~jetpack.mcp_mail._writes`)
+as one ``BEGIN IMMEDIATE`` transaction on the writer thread
+(:class:`jetpack.shared.sqlite.Database`). The delivery loop lives in
+:mod:`~jetpack.mcp_mail._delivery`, the wake-up datagrams in :mod:`~jetpack.mcp_mail._wake`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import sqlite3
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from jetpack.mcp_mail import _sql as sql
+from jetpack.mcp_mail import _reads, _writes
 from jetpack.mcp_mail._checks import (
     check_agent_id,
     check_info,
     check_limit,
     check_message_id,
+    check_ttl,
     subscription_key,
 )
-from jetpack.mcp_mail._db import Database
-from jetpack.mcp_mail._leases import LeaseOps
+from jetpack.mcp_mail._delivery import Delivery
 from jetpack.mcp_mail._options import Options
+from jetpack.mcp_mail._schema import ensure_schema
 from jetpack.mcp_mail._wake import Notifier, WakeListener
 from jetpack.shared import (
     AgentPresence,
     AgentStatus,
     AsyncStoreMixin,
+    Lease,
+    LeaseStatus,
     Message,
     MessageHandler,
     MessageType,
@@ -37,8 +44,9 @@ from jetpack.shared import (
 )
 from jetpack.shared.config import JetpackConfig
 from jetpack.shared.delivery import DeadLetter, Dispatcher
-from jetpack.shared.errors import UnavailableError, ValidationError
-from jetpack.shared.rules import compose_message
+from jetpack.shared.errors import LeaseHeldError, UnavailableError, ValidationError
+from jetpack.shared.rules import compose_message, normalize_lease_path, paths_overlap
+from jetpack.shared.sqlite import Database
 
 __all__ = ["DB_FILENAME", "MCPMailAdapter"]
 
@@ -48,7 +56,11 @@ DB_FILENAME = "mail.db"
 """The store's file name inside ``mail_dir``."""
 
 
-class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
+def _now() -> int:
+    return to_ms(utcnow())
+
+
+class MCPMailAdapter(AsyncStoreMixin):
     """The local mail bus and file leases of one agent, safe across processes.
 
     ``mail_dir`` holds ``mail.db`` (SQLite, WAL) and ``mail.db.lock``. Options
@@ -56,7 +68,8 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
     (90 s), ``retention_ms`` (7 days), ``poll_interval_ms`` (500; the fallback when a
     wake-up datagram is lost), ``handler_attempts`` (4), ``handler_retry_base_ms``
     (250), ``cleanup_interval_ms`` (60 s), ``cleanup_batch`` (1,000 rows),
-    ``busy_timeout_ms`` (10 s), ``batch_size`` (256 messages per read).
+    ``busy_timeout_ms`` (10 s), ``batch_size`` (256 messages per read). Any other
+    keyword is a ValidationError naming it.
     """
 
     def __init__(
@@ -67,8 +80,11 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
             raise ValidationError("mail_dir", "must be a non-empty path")
         self._mail_dir = Path(mail_dir)
         self._options = Options.parse(options)
-        self._db = Database(
-            self._mail_dir / DB_FILENAME, busy_timeout_ms=self._options.busy_timeout_ms
+        self._db: Database[None] = Database(
+            self._mail_dir / DB_FILENAME,
+            store="mail store",
+            setup=ensure_schema,
+            busy_timeout_ms=self._options.busy_timeout_ms,
         )
         self._dispatcher = Dispatcher(
             attempts=self._options.handler_attempts,
@@ -77,15 +93,12 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         )
         self._notifier: Notifier | None = None
         self._listener: WakeListener | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._pos = 0
-        self._saved_pos = 0
-        self._open = False
+        self._delivery: Delivery | None = None
         self._granted: dict[str, int] = {}  # path -> fencing token granted through this bus
 
     @classmethod
     def from_config(cls, config: JetpackConfig, *, agent_id: str, **options: Any) -> Self:
-        """Build an unopened bus on the project's ``[local] mail_dir``."""
+        """Build an unopened bus on the project's ``[local] mail_dir`` (``options`` as above)."""
         return cls(agent_id, config.path(config.local.mail_dir), **options)
 
     def __repr__(self) -> str:
@@ -120,32 +133,31 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         receive the backlog: unacknowledged direct messages and, for an agent that ran
         before, the broadcasts it missed since its cursor.
         """
-        if self._open:
+        if self._delivery is not None:
             return
         await self._db.open()
         try:
             self._notifier = Notifier()
             self._listener = WakeListener()
             address = self._listener.start()
-            self._pos = await self._db.call(self._start_sync, address)
+            pos = await self._db.write(
+                _writes.open_bus, self._agent_id, address, os.getpid(), _now()
+            )
         except BaseException:
             await self._teardown()
             raise
-        self._saved_pos = self._pos
-        self._open = True
-        self._runner = asyncio.create_task(self._run(), name=f"jetpack-mail:{self._agent_id}")
-        logger.debug("mail bus %s open on %s (cursor %d)", self._agent_id, self.db_path, self._pos)
-
-    def _start_sync(self, conn: sqlite3.Connection, address: str | None) -> int:
-        with self._db.transaction(conn):
-            if address is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO listeners (address, agent_id, pid, started_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (address, self._agent_id, os.getpid(), to_ms(utcnow())),
-                )
-            cursor = sql.get_cursor(conn, self._agent_id)
-            return sql.max_seq(conn) if cursor is None else cursor
+        self._delivery = Delivery(
+            self._db,
+            self._agent_id,
+            self._dispatcher,
+            pos=pos,
+            poll_interval_ms=self._options.poll_interval_ms,
+            batch_size=self._options.batch_size,
+            cleanup_interval_ms=self._options.cleanup_interval_ms,
+            cleanup=self.cleanup,
+        )
+        self._delivery.start(self._listener.event)
+        logger.debug("mail bus %s open on %s (cursor %d)", self._agent_id, self.db_path, pos)
 
     async def shutdown(self) -> None:
         """Stop delivery, save the cursor, release this bus's leases, close (idempotent).
@@ -155,17 +167,16 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         held through other buses (its orchestrator loop, another MCP server)
         stay until released or expired.
         """
-        if not self._open:
+        delivery, self._delivery = self._delivery, None
+        if delivery is None:
             return
-        self._open = False
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+        pos = await delivery.stop()
         await self._dispatcher.close()
         try:
-            await self._db.call(self._stop_sync)
+            granted = dict(self._granted)
+            await self._db.write(
+                _writes.close_bus, self._agent_id, pos, granted, self.wake_address, _now()
+            )
         except Exception:
             logger.exception("mail bus %s: could not save its state on shutdown", self._agent_id)
         self._granted.clear()
@@ -174,13 +185,6 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
     # ``async with bus`` (AsyncStoreMixin) opens and closes through these.
     open = initialize
     aclose = shutdown
-
-    def _stop_sync(self, conn: sqlite3.Connection) -> None:
-        with self._db.transaction(conn):
-            sql.save_progress(conn, self._agent_id, self._pos, [], to_ms(utcnow()))
-            sql.release_granted_leases(conn, self._agent_id, self._granted)
-            if self.wake_address is not None:
-                sql.remove_listeners(conn, [self.wake_address])
 
     async def _teardown(self) -> None:
         if self._listener is not None:
@@ -192,73 +196,16 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         await self._db.close()
 
     def _require_open(self) -> None:
-        if not self._open:
+        if self._delivery is None:
             raise UnavailableError(f"mail bus {self._agent_id!r} is not open; use 'async with'")
 
-    # -- delivery loop ----------------------------------------------------------------
-
-    async def _run(self) -> None:
-        await asyncio.sleep(0)  # let the opener subscribe before the backlog goes out
-        assert self._listener is not None
-        wake = self._listener.event
-        poll = self._options.poll_interval_ms / 1000
-        next_cleanup = 0.0
-        backlog_done = False
-        while self._open:
-            try:
-                if not backlog_done:
-                    await self._deliver(
-                        await self._db.call(sql.fetch_backlog, self._agent_id, self._pos)
-                    )
-                    backlog_done = True
-                wake.clear()
-                batch = await self._db.call(
-                    sql.fetch_stream, self._agent_id, self._pos, self._options.batch_size
-                )
-                if batch:
-                    await self._deliver(batch)
-                    continue
-                if time.monotonic() >= next_cleanup:
-                    next_cleanup = time.monotonic() + self._options.cleanup_interval_ms / 1000
-                    await self.cleanup()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("mail bus %s: delivery loop error; retrying", self._agent_id)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
-            # that races with the wake-up, and shutdown would wait forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll):
-                    await wake.wait()
-
-    async def _deliver(self, batch: list[Message]) -> None:
-        read: list[str] = []
-        for message in batch:
-            handled, ok = await self._dispatcher.dispatch(message)
-            if message.to_agent is not None and not message.ack_required and handled and ok:
-                read.append(message.id)
-            if message.seq is not None and message.seq > self._pos:
-                self._pos = message.seq
-        if read or self._pos != self._saved_pos:
-            pos = self._pos
-            await self._db.call(self._progress_sync, pos, read)
-            self._saved_pos = pos
-
-    def _progress_sync(self, conn: sqlite3.Connection, pos: int, read: list[str]) -> None:
-        with self._db.transaction(conn):
-            sql.save_progress(conn, self._agent_id, pos, read, to_ms(utcnow()))
+    # -- retention and dead letters -------------------------------------------------------
 
     async def cleanup(self) -> int:
         """Delete one bounded batch of messages and dead letters older than the retention."""
         self._require_open()
-        cutoff = to_ms(utcnow()) - self._options.retention_ms
-        batch = self._options.cleanup_batch
-
-        def work(conn: sqlite3.Connection) -> int:
-            with self._db.transaction(conn):
-                return sql.cleanup(conn, cutoff, batch)
-
-        removed = await self._db.call(work)
+        cutoff = _now() - self._options.retention_ms
+        removed = await self._db.write(_writes.cleanup, cutoff, self._options.cleanup_batch)
         if removed:
             logger.info("mail bus %s: removed %d expired messages", self._agent_id, removed)
         return removed
@@ -266,19 +213,15 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
     async def _record_dead_letter(
         self, message: Message, handler: str, error: str, attempts: int
     ) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            with self._db.transaction(conn):
-                sql.record_dead_letter(
-                    conn, self._agent_id, message, handler, error, attempts, to_ms(utcnow())
-                )
-
-        await self._db.call(work)
+        await self._db.write(
+            _writes.record_dead_letter, self._agent_id, message, handler, error, attempts, _now()
+        )
 
     async def list_dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """Messages whose handler on this agent failed every attempt, oldest first."""
         self._require_open()
         limit = check_limit(limit)
-        rows = await self._db.call(sql.list_dead_letters, self._agent_id, limit)
+        rows = await self._db.read(_reads.dead_letters, self._agent_id, limit)
         return [
             DeadLetter(
                 id=row_id,
@@ -306,24 +249,20 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
             self._agent_id, type, payload, to_agent, correlation_id, ack_required
         )
         self._require_open()
-        seq = await self._db.call(self._insert_sync, message, to_ms(message.timestamp))
+        seq, addresses = await self._db.write(
+            _writes.insert_message, message, to_ms(message.timestamp)
+        )
+        await self._wake(addresses)
         return message.model_copy(update={"seq": seq})
 
-    def _insert_sync(self, conn: sqlite3.Connection, message: Message, ts: int) -> int:
-        with self._db.transaction(conn):
-            seq = sql.insert_message(conn, message, ts)
-            addresses = sql.listener_addresses(conn)
-        self._wake(conn, addresses)
-        return seq
-
-    def _wake(self, conn: sqlite3.Connection, addresses: list[str]) -> None:
+    async def _wake(self, addresses: list[str]) -> None:
+        """Poke every open bus (committed first, so they find the message); forget dead ones."""
         if self._notifier is None:  # pragma: no cover - closed under us
             return
         dead = self._notifier.poke(addresses)
         if dead:
             logger.debug("forgetting %d dead wake-up listeners", len(dead))
-            with self._db.transaction(conn):
-                sql.remove_listeners(conn, dead)
+            await self._db.write(_writes.remove_listeners, dead)
 
     async def publish(
         self,
@@ -371,18 +310,13 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
         """Mark a direct message to this agent as handled. False if unknown or not ours."""
         check_message_id(message_id)
         self._require_open()
-
-        def work(conn: sqlite3.Connection) -> bool:
-            with self._db.transaction(conn):
-                return sql.acknowledge(conn, self._agent_id, message_id, to_ms(utcnow()))
-
-        return await self._db.call(work)
+        return await self._db.write(_writes.acknowledge, self._agent_id, message_id, _now())
 
     async def fetch_inbox(self, *, limit: int = 100, include_acked: bool = False) -> list[Message]:
         """Direct messages to this agent, oldest first (unacknowledged only by default)."""
         limit = check_limit(limit)
         self._require_open()
-        return await self._db.call(sql.inbox, self._agent_id, limit, bool(include_acked))
+        return await self._db.read(_reads.inbox, self._agent_id, limit, bool(include_acked))
 
     # -- presence -------------------------------------------------------------------
 
@@ -396,20 +330,84 @@ class MCPMailAdapter(LeaseOps, AsyncStoreMixin):
             raise ValidationError("status", f"unknown agent status {status!r}") from None
         extra = check_info(info)
         self._require_open()
-
-        def work(conn: sqlite3.Connection) -> None:
-            with self._db.transaction(conn):
-                sql.upsert_presence(conn, self._agent_id, reported, extra, to_ms(utcnow()))
-
-        await self._db.call(work)
+        await self._db.write(_writes.upsert_presence, self._agent_id, reported, extra, _now())
         await self.publish(MessageType.HEARTBEAT, {**extra, "status": reported.value})
 
     async def list_agents(self, *, include_offline: bool = False) -> list[AgentPresence]:
         """Agents seen recently; silent longer than the presence window → offline."""
         self._require_open()
-        return await self._db.call(
-            sql.list_presence,
-            to_ms(utcnow()),
-            self._options.presence_window_ms,
-            bool(include_offline),
+        window = self._options.presence_window_ms
+        return await self._db.read(_reads.presence, _now(), window, bool(include_offline))
+
+    # -- leases ---------------------------------------------------------------------
+
+    async def grant_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> Lease:
+        """Like :meth:`acquire_lease`, but return the grant (with its fencing token).
+
+        Raises LeaseHeldError naming the holder when an overlapping lease conflicts.
+        """
+        norm = normalize_lease_path(path)
+        ttl = check_ttl(ttl_ms)
+        if not isinstance(exclusive, bool):
+            raise ValidationError("exclusive", "must be a boolean")
+        self._require_open()
+        lease, conflict = await self._db.write(
+            _writes.acquire_lease, self._agent_id, norm, exclusive, _now(), ttl
         )
+        if lease is None:
+            assert conflict is not None
+            raise LeaseHeldError(
+                norm, conflict.agent_id, conflict.expires_at, pattern=conflict.path
+            )
+        self._granted[lease.path] = lease.fencing_token
+        return lease
+
+    async def acquire_lease(self, path: str, ttl_ms: int, exclusive: bool = True) -> bool:
+        """Lease a path or glob; False if an overlapping lease of another agent conflicts.
+
+        Exclusive conflicts with anything; shared only with exclusive. Re-acquiring
+        one's own lease renews it with a new fencing token.
+        """
+        try:
+            await self.grant_lease(path, ttl_ms, exclusive)
+        except LeaseHeldError as exc:
+            logger.debug("mail bus %s: %s", self._agent_id, exc)
+            return False
+        return True
+
+    async def renew_lease(self, path: str, ttl_ms: int) -> bool:
+        """Extend this agent's live lease on exactly ``path``; False if it holds none."""
+        norm = normalize_lease_path(path)
+        ttl = check_ttl(ttl_ms)
+        self._require_open()
+        return await self._db.write(_writes.renew_lease, self._agent_id, norm, _now(), ttl)
+
+    async def release_lease(self, path: str) -> bool:
+        """Release this agent's lease on exactly ``path``; False if it holds none."""
+        norm = normalize_lease_path(path)
+        self._require_open()
+        self._granted.pop(norm, None)
+        return await self._db.write(_writes.release_lease, self._agent_id, norm, _now())
+
+    async def is_leased(self, path: str) -> LeaseStatus:
+        """Whether any live lease (of anyone) overlaps ``path``: exclusive ones first."""
+        norm = normalize_lease_path(path)
+        leases = await self.list_leases()
+        matches = [lease for lease in leases if paths_overlap(lease.path, norm)]
+        if not matches:
+            return LeaseStatus(path=norm, is_leased=False)
+        best = min(matches, key=lambda lease: (not lease.exclusive, lease.fencing_token))
+        return LeaseStatus(
+            path=norm,
+            is_leased=True,
+            agent_id=best.agent_id,
+            expires_at=best.expires_at,
+            exclusive=best.exclusive,
+            fencing_token=best.fencing_token,
+            pattern=best.path,
+        )
+
+    async def list_leases(self) -> list[Lease]:
+        """All live leases, of every agent, in grant order."""
+        self._require_open()
+        return await self._db.read(_reads.live_leases, _now())

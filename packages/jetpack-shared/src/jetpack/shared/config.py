@@ -97,7 +97,17 @@ class Backend(StrEnum):
     CLOUDFLARE = "cloudflare"
 
 
-class StoresConfig(JetpackModel):
+class _FileTable(JetpackModel):
+    """A table of the config file: unknown keys are kept aside (``model_extra``), not refused.
+
+    A config file may be shared with a newer version that knows more keys; the
+    ``jetpack`` command warns about each one, naming the nearest known key.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_default=True, populate_by_name=True)
+
+
+class StoresConfig(_FileTable):
     """Per-store override of the mode."""
 
     tasks: Backend | None = Field(default=None, description="Task store backend.")
@@ -105,7 +115,7 @@ class StoresConfig(JetpackModel):
     memory: Backend | None = Field(default=None, description="Memory store backend.")
 
 
-class LocalPaths(JetpackModel):
+class LocalPaths(_FileTable):
     """Where the local stores keep their files, relative to the project root."""
 
     tasks_db: Path = Field(default=Path(".beads/beads.db"), description="Task database.")
@@ -113,7 +123,7 @@ class LocalPaths(JetpackModel):
     memory_db: Path = Field(default=Path(".cass/memories.db"), description="Memory database.")
 
 
-class CloudflareConfig(JetpackModel):
+class CloudflareConfig(_FileTable):
     """How to reach the Jetpack Worker. The token never appears in reprs or logs."""
 
     worker_url: str | None = Field(default=None, pattern=r"^https?://", description="Worker URL.")

@@ -7,12 +7,14 @@ A backend distribution registers its store class under a name
     "tasks.local" = "jetpack.beads:BeadsAdapter"
 
 The class must offer ``from_config(config, *, agent_id)`` returning an unopened
-store. :func:`create_adapters` builds all three stores the config asks for.
+store. :func:`create_adapters` builds all three stores the config asks for;
+:func:`config_options` reads a backend's own table of the config.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import TracebackType
@@ -21,6 +23,7 @@ from typing import Any, Protocol, Self, cast
 from jetpack.shared._protocols import MailBus, MemoryStore, TaskStore
 from jetpack.shared.config import JetpackConfig, StoreKind
 from jetpack.shared.errors import BackendNotInstalledError, ConflictError, JetpackError
+from jetpack.shared.rules import nearest
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -28,6 +31,7 @@ __all__ = [
     "Adapters",
     "BackendFactory",
     "BackendInfo",
+    "config_options",
     "create_adapters",
     "create_store",
     "discover_backends",
@@ -109,6 +113,26 @@ def load_backend(name: str) -> BackendFactory:
     if not hasattr(loaded, "from_config"):
         raise JetpackError(f"backend {name!r} ({ep.value}) has no from_config()")
     return cast(BackendFactory, loaded)
+
+
+def config_options(config: JetpackConfig, table: str, known: Collection[str]) -> dict[str, Any]:
+    """A backend's options from its own table (``[beads]``…) of the config.
+
+    Keys the backend does not know are logged (with the nearest known name) and
+    left out: a config file may be shared with a newer version that knows more.
+    Options passed in code are checked strictly instead (``rules.check_options``).
+    """
+    options = config.section(table)
+    for key in sorted(options.keys() - set(known)):
+        hint = nearest(key, known)
+        logger.warning(
+            "unknown key %r in [%s] of the config; ignored%s",
+            key,
+            table,
+            f" (did you mean {hint!r}?)" if hint else "",
+        )
+        del options[key]
+    return options
 
 
 def create_store(config: JetpackConfig, store: StoreKind, *, agent_id: str = "cli") -> Any:

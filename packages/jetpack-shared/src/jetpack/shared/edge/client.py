@@ -64,6 +64,7 @@ MAX_BODY_BYTES = 1024 * 1024
 _PART_BYTES = MAX_BODY_BYTES - 4096
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
 
 
 def worker_credentials(config: JetpackConfig) -> tuple[str, str]:
@@ -206,13 +207,18 @@ class EdgeClient:
         """Open the connection pool and check the Worker's API version (once)."""
         async with self._open_lock:
             if self._http is None:
+                headers = {
+                    "Authorization": f"Bearer {self.__token}",
+                    "User-Agent": "jetpack-edge-client",
+                    "Accept": "application/json",
+                }
+                if httpx.URL(self.url).host in _LOOPBACK:
+                    # A local Worker (jetpack edge dev) would gzip every answer: on
+                    # loopback that only costs CPU on both sides.
+                    headers["Accept-Encoding"] = "identity"
                 self._http = httpx.AsyncClient(
                     base_url=self.url,
-                    headers={
-                        "Authorization": f"Bearer {self.__token}",
-                        "User-Agent": "jetpack-edge-client",
-                        "Accept": "application/json",
-                    },
+                    headers=headers,
                     timeout=self._timeout,
                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
                     transport=self._transport,

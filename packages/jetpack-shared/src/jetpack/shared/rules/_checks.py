@@ -6,8 +6,10 @@ before anything is written.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from jetpack.shared._base import ID_PATTERN, json_problem, text_problem
@@ -18,8 +20,11 @@ __all__ = [
     "check_agent_id",
     "check_json_object",
     "check_limit",
+    "check_options",
     "check_text",
     "check_ttl",
+    "nearest",
+    "option_names",
 ]
 
 _ID = re.compile(ID_PATTERN)
@@ -74,3 +79,31 @@ def check_json_object(value: object, field: str, limit: int | None = None) -> di
     if problem:
         raise ValidationError(field, problem)
     return data
+
+
+def nearest(name: str, known: Collection[str]) -> str | None:
+    """The known name closest to a misspelt ``name``, if one is close enough."""
+    found = difflib.get_close_matches(name, sorted(known), n=1)
+    return found[0] if found else None
+
+
+def option_names(factory: Callable[..., object]) -> frozenset[str]:
+    """The keyword arguments ``factory`` (a class or function) takes by name."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(factory).parameters.values()
+    return frozenset(p.name for p in parameters if p.kind in kinds and p.name != "self")
+
+
+def check_options(unknown: Mapping[str, object], known: Collection[str]) -> None:
+    """Refuse options a store does not take: ValidationError naming the first unknown key.
+
+    A store's constructor collects what it does not know in ``**unknown`` and
+    calls this, so a misspelt option fails loudly (with the nearest known name)
+    instead of a TypeError or, worse, being dropped.
+    """
+    for name in unknown:
+        hint = nearest(name, known)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        raise ValidationError(
+            name, f"unknown option{suggestion} (known: {', '.join(sorted(known))})"
+        )

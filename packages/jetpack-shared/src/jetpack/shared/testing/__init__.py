@@ -8,9 +8,11 @@ is how the kit itself is tested); they are test aids, never registered backends.
 :func:`judge_lease_path_rules` judges any implementation of the lease path
 rules (the Worker's TypeScript too) by the cases the Python rules pass. Shared
 test data (the beads sample, the memory-eval set) ships in ``data/``:
-read it with :func:`sample_path` and :func:`memory_eval_set`.
+read it with :func:`sample_path` and :func:`memory_eval_set`. Multi-process
+tests run their workers through :class:`Child` and :func:`run_children`.
 """
 
+from jetpack.shared.testing._children import Child, ChildError, ChildLink, run_children
 from jetpack.shared.testing._data import (
     EvalQuery,
     MemoryEvalSet,
@@ -36,6 +38,9 @@ from jetpack.shared.testing._spec import StoreSpec
 from jetpack.shared.testing._task_contract import TaskStoreContract
 
 __all__ = [
+    "Child",
+    "ChildError",
+    "ChildLink",
     "EvalQuery",
     "InMemoryMailBus",
     "InMemoryMailHub",
@@ -57,6 +62,7 @@ __all__ = [
     "lease_path_normal_forms",
     "memory_eval_set",
     "recall_at",
+    "run_children",
     "run_mixed_load",
     "sample_path",
 ]

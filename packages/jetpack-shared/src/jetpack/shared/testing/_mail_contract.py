@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, ClassVar
@@ -26,8 +25,10 @@ import pytest_asyncio
 from jetpack.shared import MAX_JSON_DEPTH, AgentStatus, MailBus, Message, MessageType, utcnow
 from jetpack.shared.errors import LeaseHeldError, ValidationError
 from jetpack.shared.rules import MAX_TTL_MS, paths_overlap
+from jetpack.shared.testing._children import run_children
+from jetpack.shared.testing._guard import KitContract
 from jetpack.shared.testing._helpers import eventually
-from jetpack.shared.testing._procs import lease_worker, run_in_processes
+from jetpack.shared.testing._procs import lease_worker
 from jetpack.shared.testing._spec import StoreSpec
 from jetpack.shared.testing._task_contract import nested
 
@@ -37,18 +38,17 @@ WINDOW_MS = 500
 OpenBus = Callable[[str], Awaitable[MailBus]]
 
 
-class MailBusContract:
-    """Conformance tests for :class:`jetpack.shared.MailBus` backends."""
+class MailBusContract(KitContract, kit=True):
+    """Conformance tests for :class:`jetpack.shared.MailBus` backends.
+
+    Set ``multiprocess = True`` when buses in different OS processes share
+    state; lease races then run in 4 processes too.
+
+    What a failure usually means: "Troubleshooting" in jetpack-shared's README.
+    """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
-
-    multiprocess: ClassVar[bool] = False
-    """Set True when buses in different OS processes share state; lease races then use 4."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not cls.multiprocess:
-            cls.test_lease_race_across_processes = None  # type: ignore[assignment]
+    multiprocess_tests: ClassVar[tuple[str, ...]] = ("test_lease_race_across_processes",)
 
     @pytest.fixture
     def bus_spec(self, tmp_path: Any) -> StoreSpec:
@@ -66,6 +66,12 @@ class MailBusContract:
                 return opened
 
             yield open_one
+
+    async def test_unknown_option_is_refused_by_name(self, bus_spec: StoreSpec) -> None:
+        """An option the bus does not take is a ValidationError naming it (never ignored)."""
+        with pytest.raises(ValidationError) as info:
+            bus_spec.build("agent-1", no_such_option=1)
+        assert info.value.field == "no_such_option"
 
     # -- publish / subscribe -----------------------------------------------
 
@@ -256,11 +262,8 @@ class MailBusContract:
         """4 OS processes cycling exclusive leases over paths and globs: no overlap ever."""
         await open_bus("agent-init")
         paths = ["src/a.py", "src/b.py", "src/c.py", "src/**", "docs/*.md", "docs/x.md"]
-        start_at = time.time() + 2.0
         results = await asyncio.to_thread(
-            run_in_processes,
-            lease_worker,
-            [(bus_spec, f"proc-{i}", paths, 150, start_at) for i in range(4)],
+            run_children, lease_worker, [(bus_spec, f"proc-{i}", paths, 150) for i in range(4)]
         )
         grants = [(i, *g) for i, found in enumerate(results) for g in found]
         assert len(grants) > 100, "too few grants to prove anything"

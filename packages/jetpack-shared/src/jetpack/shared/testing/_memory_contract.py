@@ -25,6 +25,7 @@ import pytest_asyncio
 
 from jetpack.shared import MAX_JSON_DEPTH, MemoryStore, MemoryType
 from jetpack.shared.errors import NotFoundError, ValidationError
+from jetpack.shared.testing._guard import KitContract
 from jetpack.shared.testing._spec import StoreSpec
 from jetpack.shared.testing._task_contract import nested
 
@@ -65,8 +66,11 @@ class KitEmbedder:
         """Nothing to release."""
 
 
-class MemoryStoreContract:
-    """Conformance tests for :class:`jetpack.shared.MemoryStore` backends."""
+class MemoryStoreContract(KitContract, kit=True):
+    """Conformance tests for :class:`jetpack.shared.MemoryStore` backends.
+
+    What a failure usually means: "Troubleshooting" in jetpack-shared's README.
+    """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
 
@@ -82,6 +86,12 @@ class MemoryStoreContract:
         """An open, empty store without an embedder."""
         async with store_spec.build(embedder=None) as store:
             yield store
+
+    async def test_unknown_option_is_refused_by_name(self, store_spec: StoreSpec) -> None:
+        """An option the store does not take is a ValidationError naming it (never ignored)."""
+        with pytest.raises(ValidationError) as info:
+            store_spec.build(no_such_option=1)
+        assert info.value.field == "no_such_option"
 
     # -- store / retrieve --------------------------------------------------
 

@@ -31,7 +31,7 @@ from jetpack.shared._tasks import FINAL_STATUSES, Task, TaskStatus
 from jetpack.shared._time import utcnow
 from jetpack.shared.errors import ConflictError, LeaseHeldError, NotFoundError, ValidationError
 from jetpack.shared.rules import blocker_names, paths_overlap
-from jetpack.shared.testing._procs import run_in_processes
+from jetpack.shared.testing._children import ChildLink, run_children
 from jetpack.shared.testing._spec import StoreSpec
 
 __all__ = ["MixedReport", "run_mixed_load"]
@@ -104,26 +104,22 @@ class MixedReport:
         ]
 
 
-def _worker(*args: Any) -> WorkerReport:
-    """One process of the load (arguments as :func:`_work`)."""
-    return asyncio.run(_work(*args))
-
-
 async def _work(
+    link: ChildLink,
     task_spec: StoreSpec,
     mail_spec: StoreSpec | None,
     agent: str,
     seconds: float,
     seed: int,
-    start_at: float,
 ) -> WorkerReport:
+    """One process of the load: set up, wait for the others, then run for ``seconds``."""
     rng = random.Random(seed)
     report = WorkerReport(agent)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(task_spec.build())
         bus = await stack.enter_async_context(mail_spec.build(agent)) if mail_spec else None
         known: list[str] = []
-        await asyncio.sleep(max(start_at - time.time(), 0))
+        await link.ready()
         end = time.monotonic() + seconds
         step = 0
         while time.monotonic() < end:
@@ -301,15 +297,11 @@ async def run_mixed_load(
     e.g. 50, so the drain does not wait long for back-offs);
     ``mail_spec.build(agent_id)`` opens a bus for leases (None: no leases).
     """
-    start_at = time.time() + 3.0
     reports: list[WorkerReport] = await asyncio.to_thread(
-        run_in_processes,
-        _worker,
-        [
-            (task_spec, mail_spec, f"load-{i}", seconds, seed * 1000 + i, start_at)
-            for i in range(processes)
-        ],
-        seconds + 300,
+        run_children,
+        _work,
+        [(task_spec, mail_spec, f"load-{i}", seconds, seed * 1000 + i) for i in range(processes)],
+        timeout=seconds + 300,
     )
     async with task_spec.build() as store:
         drained, drain_ids = await _drain(store, drain_timeout)

@@ -31,6 +31,7 @@ from jetpack.shared.errors import LeaseHeldError, ValidationError
 from jetpack.shared.rules import (
     check_agent_id,
     check_json_object,
+    check_options,
     check_ttl,
     new_message_id,
     normalize_lease_path,
@@ -73,8 +74,14 @@ class InMemoryMailBus(AsyncStoreMixin):
     """A MailBus for one agent over a shared hub. Option: ``presence_window_ms``."""
 
     def __init__(
-        self, agent_id: str, *, hub: InMemoryMailHub, presence_window_ms: int = 90_000
+        self,
+        agent_id: str,
+        *,
+        hub: InMemoryMailHub,
+        presence_window_ms: int = 90_000,
+        **unknown: object,
     ) -> None:
+        check_options(unknown, ("hub", "presence_window_ms"))
         self._agent_id = check_agent_id(agent_id)
         self._hub = hub
         self._window = timedelta(milliseconds=check_ttl(presence_window_ms, "presence_window_ms"))

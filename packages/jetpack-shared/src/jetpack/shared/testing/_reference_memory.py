@@ -30,7 +30,13 @@ from jetpack.shared._memory import (
 from jetpack.shared._protocols import Embedder
 from jetpack.shared._time import utcnow
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
-from jetpack.shared.rules import check_text, fuse_hybrid, new_memory_id, retention_score
+from jetpack.shared.rules import (
+    check_options,
+    check_text,
+    fuse_hybrid,
+    new_memory_id,
+    retention_score,
+)
 
 __all__ = ["InMemoryMemoryDB", "InMemoryMemoryStore", "tokenize"]
 
@@ -79,7 +85,9 @@ class InMemoryMemoryStore(AsyncStoreMixin):
         embedder: Embedder | None = None,
         max_entries: int = 10_000,
         protected_types: Iterable[MemoryType] = (MemoryType.CODEBASE_KNOWLEDGE,),
+        **unknown: object,
     ) -> None:
+        check_options(unknown, ("db", "embedder", "max_entries", "protected_types"))
         if max_entries < 1:
             raise ValidationError("max_entries", "must be >= 1")
         self._db = db if db is not None else InMemoryMemoryDB()

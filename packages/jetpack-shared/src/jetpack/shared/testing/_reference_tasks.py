@@ -35,6 +35,7 @@ from jetpack.shared.rules import (
     check_agent_id,
     check_imported,
     check_json_object,
+    check_options,
     check_text,
     check_ttl,
     claim_order_key,
@@ -61,7 +62,9 @@ class InMemoryTaskStore(AsyncStoreMixin):
         *,
         retry_base_ms: int = DEFAULT_RETRY_BASE_MS,
         claim_ttl_ms: int = DEFAULT_CLAIM_TTL_MS,
+        **unknown: object,
     ) -> None:
+        check_options(unknown, ("retry_base_ms", "claim_ttl_ms"))
         self._tasks: dict[str, Task] = {}
         self._lock = asyncio.Lock()
         self.retry_base_ms = retry_base_ms

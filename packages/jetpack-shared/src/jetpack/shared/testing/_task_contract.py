@@ -17,7 +17,6 @@ reason in its subclass; it never deletes or overrides it silently.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -36,7 +35,9 @@ from jetpack.shared import (
 )
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
 from jetpack.shared.rules import MAX_TTL_MS
-from jetpack.shared.testing._procs import claim_worker, run_in_processes
+from jetpack.shared.testing._children import run_children
+from jetpack.shared.testing._guard import KitContract
+from jetpack.shared.testing._procs import claim_worker
 from jetpack.shared.testing._spec import StoreSpec
 
 __all__ = ["TaskStoreContract"]
@@ -61,21 +62,17 @@ def names(task: Task | None, blocker_id: str) -> bool:
     )
 
 
-class TaskStoreContract:
-    """Conformance tests for :class:`jetpack.shared.TaskStore` backends."""
+class TaskStoreContract(KitContract, kit=True):
+    """Conformance tests for :class:`jetpack.shared.TaskStore` backends.
 
-    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+    Set ``multiprocess = True`` when the backend is safe across OS processes;
+    claim races then run in 4 processes too.
 
-    multiprocess: ClassVar[bool] = False
-    """Set True when the backend is safe across OS processes; races then run in 4 processes.
-
-    With False, the multi-process tests are not collected at all (never skipped).
+    What a failure usually means: "Troubleshooting" in jetpack-shared's README.
     """
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not cls.multiprocess:
-            cls.test_claim_race_across_processes = None  # type: ignore[assignment]
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+    multiprocess_tests: ClassVar[tuple[str, ...]] = ("test_claim_race_across_processes",)
 
     @pytest.fixture
     def store_spec(self, tmp_path: Any) -> StoreSpec:
@@ -87,6 +84,12 @@ class TaskStoreContract:
         """An open, empty store with a short retry back-off (``retry_base_ms=300``)."""
         async with store_spec.build(retry_base_ms=BASE_MS) as store:
             yield store
+
+    async def test_unknown_option_is_refused_by_name(self, store_spec: StoreSpec) -> None:
+        """An option the store does not take is a ValidationError naming it (never ignored)."""
+        with pytest.raises(ValidationError) as info:
+            store_spec.build(no_such_option=1)
+        assert info.value.field == "no_such_option"
 
     # -- create / read -----------------------------------------------------
 
@@ -379,9 +382,8 @@ class TaskStoreContract:
     ) -> None:
         """4 OS processes racing claim_next: every task claimed exactly once."""
         made = await store.create_tasks([{"title": f"t{i}"} for i in range(120)])
-        start_at = time.time() + 2.0
         results = await asyncio.to_thread(
-            run_in_processes, claim_worker, [(store_spec, f"proc-{i}", start_at) for i in range(4)]
+            run_children, claim_worker, [(store_spec, f"proc-{i}") for i in range(4)]
         )
         claimed = [tid for ids in results for tid in ids]
         assert sorted(claimed) == sorted(t.id for t in made), "a task was claimed twice or never"

@@ -312,7 +312,7 @@ export const idempotency =
       await next();
       if (c.error instanceof KeyTaken) {
         c.error = undefined;
-        c.res = await repeat(c, gw, project, key, now, false);
+        c.res = (await repeat(c, gw, project, key, now, false)) ?? c.res; // else KeyTaken's 409
         return;
       }
       if (db.leadPending) return; // the route never reached D1: nothing to keep
@@ -345,22 +345,6 @@ export const idempotency =
  * PENDING_MS is taken to have died: with `takeOver` this one runs instead
  * (null: go on), else the key is freed and the caller's retry runs.
  */
-async function repeat(
-  c: Context<GatewayEnv>,
-  gw: GatewayDb,
-  project: string,
-  key: string,
-  now: number,
-  takeOver: true,
-): Promise<Response | null>;
-async function repeat(
-  c: Context<GatewayEnv>,
-  gw: GatewayDb,
-  project: string,
-  key: string,
-  now: number,
-  takeOver: false,
-): Promise<Response>;
 async function repeat(
   c: Context<GatewayEnv>,
   gw: GatewayDb,

@@ -1,8 +1,4 @@
-"""sqlite3 errors become Jetpack errors at a local store's boundary (stdlib only).
-
-SQLAlchemy wraps the driver's exception in ``.orig``; both shapes are handled,
-so stores on sqlite3 directly and stores on SQLAlchemy + aiosqlite translate
-the same way:
+"""sqlite3 errors become Jetpack errors at a local store's boundary.
 
 - a constraint failure (``IntegrityError``) → :class:`ConflictError`;
 - a locked, busy or unreachable file (``OperationalError``) → :class:`UnavailableError`
@@ -33,13 +29,8 @@ def sqlite_error(error: sqlite3.Error, store: str, path: Path | str) -> JetpackE
 
 @contextmanager
 def translate_sqlite_errors(store: str, path: Path | str) -> Iterator[None]:
-    """Re-raise sqlite3 errors (bare or wrapped by SQLAlchemy) as Jetpack errors, chained."""
+    """Re-raise sqlite3 errors as Jetpack errors, chained with ``from``."""
     try:
         yield
-    except JetpackError:
-        raise
-    except Exception as error:
-        cause = error if isinstance(error, sqlite3.Error) else getattr(error, "orig", None)
-        if not isinstance(cause, sqlite3.Error):
-            raise
-        raise sqlite_error(cause, store, path) from error
+    except sqlite3.Error as error:
+        raise sqlite_error(error, store, path) from error

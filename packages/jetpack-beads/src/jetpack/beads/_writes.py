@@ -1,31 +1,58 @@
-"""The claim lifecycle as plain functions of a ``sqlite3`` connection.
+"""Write jobs: each a plain function of the writer thread's ``sqlite3`` connection.
 
-Each public method of :class:`Claims` is one whole write transaction that
-:class:`~jetpack.beads._writer.Writer` runs on its thread (it sends ``BEGIN
-IMMEDIATE`` and ``COMMIT``). ``now`` is read inside, once the write lock is
-held, so claim times never go backwards across processes. The SQL is that of
-:mod:`jetpack.beads._sql`; failure and dependency rules are the shared ones.
+The store runs each with ``await db.write(job, ...)``: one ``BEGIN IMMEDIATE``
+transaction under the file lock (:class:`jetpack.shared.sqlite.Database`),
+committed when the job returns, rolled back when it raises. ``now`` is read
+inside, once the write lock is held, so claim times never go backwards across
+processes. Statuses follow the shared dependency rules (:mod:`jetpack.beads._settle`).
+
+- graph edits: :func:`create`, :func:`import_whole`, :func:`update`, :func:`delete`;
+- the claim lifecycle: :class:`Claims` (claim, renew, start, release, complete,
+  fail and the lapsed-claim sweep), which keeps the sweep clock of one store.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from jetpack.beads import _sql
 from jetpack.beads._checks import check_result
-from jetpack.beads._graph import get, set_columns
+from jetpack.beads._graph import (
+    check_dependencies,
+    check_graph,
+    insert_tasks,
+    new_tasks,
+    run,
+    set_columns,
+)
+from jetpack.beads._reads import existing_ids, get
 from jetpack.beads._rows import dump_json, ms, row_to_task, task_to_params
-from jetpack.beads._settle import Graph, block_closure, promote_dependants, resettle_one
-from jetpack.beads._writer import KeepChanges
-from jetpack.shared import HELD_STATUSES, FailureType, Task, TaskStatus, utcnow
+from jetpack.beads._settle import (
+    Graph,
+    after_status_change,
+    block_closure,
+    promote_dependants,
+    resettle_one,
+    resettle_tasks,
+)
+from jetpack.shared import (
+    HELD_STATUSES,
+    OPEN_STATUSES,
+    FailureType,
+    Task,
+    TaskInput,
+    TaskStatus,
+    utcnow,
+)
 from jetpack.shared.errors import ConflictError, NotFoundError
-from jetpack.shared.rules import next_after_failure
+from jetpack.shared.rules import check_imported, next_after_failure, resettle, status_change
+from jetpack.shared.sqlite import KeepChanges
 
-__all__ = ["Claims"]
+__all__ = ["Claims", "create", "delete", "import_whole", "update"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +71,85 @@ _FAILURE_COLUMNS = (
 def _lapsed(task: Task, now: datetime) -> bool:
     expires = ms(task.claim_expires_at)
     return expires is not None and expires <= (ms(now) or 0)
+
+
+def create(conn: sqlite3.Connection, inputs: Sequence[TaskInput]) -> list[Task]:
+    """Insert validated inputs: ids checked or drawn, dependencies checked, statuses placed."""
+    created = new_tasks(conn, inputs, utcnow())
+    insert_tasks(conn, created)
+    return created
+
+
+def import_whole(conn: sqlite3.Connection, tasks: Sequence[Task], replace: bool) -> int:
+    """Write whole tasks as given; an existing id is a conflict unless ``replace``.
+
+    Then waiting tasks of the batch, and stored dependants of batch tasks, are
+    placed by the dependency rules (batch tasks keep their version and updated_at).
+    """
+    for task in tasks:
+        check_imported(task)
+    if not replace:
+        taken = existing_ids(conn, [task.id for task in tasks])
+        if taken:
+            raise ConflictError(f"task {sorted(taken)[0]!r} already exists")
+    check_graph(conn, tasks, upsert=replace)
+    insert_tasks(conn, tasks, upsert=replace)
+    graph = Graph(conn, utcnow())
+    batch = {task.id: task for task in tasks}
+    graph.tasks.update(batch)
+    touched = list(batch)
+    rows = run(conn, _sql.DEPENDANTS_EDGES_OF, {"ids": dump_json(list(batch))})
+    touched.extend(child for (child,) in rows)
+    outside = [task_id for task_id in touched if task_id not in batch]
+    resettle_tasks(graph, touched, bump_ids=set(outside))
+    return len(tasks)
+
+
+def update(conn: sqlite3.Connection, task_id: str, changes: dict[str, Any]) -> Task:
+    """Apply already validated field values; bumps ``version`` and ``updated_at``.
+
+    A status change keeps the claim invariants (``rules.status_change``); a
+    waiting task is placed by the dependency rules; dependants follow.
+    """
+    task = get(conn, task_id)
+    if task is None:
+        raise NotFoundError("task", task_id)
+    if "dependencies" in changes:
+        changes["dependencies"] = list(dict.fromkeys(changes["dependencies"]))
+        check_dependencies(conn, task_id, changes["dependencies"])
+    now = utcnow()
+    if "status" in changes:
+        changes.update(status_change(task, changes["status"], now))
+    graph = Graph(conn, now)
+    new = task.model_copy(update=changes)
+    if new.status in OPEN_STATUSES:
+        graph.prefetch([new])
+        status, blockers = resettle(new, graph.status_of)
+        changes.update(status=status, blockers=blockers)
+        new = new.model_copy(update=changes)
+    changes["updated_at"] = now
+    params = task_to_params(new.model_copy(update={"updated_at": now}))
+    updated = set_columns(conn, task_id, {name: params[name] for name in changes})
+    if "dependencies" in changes:
+        run(conn, _sql.DELETE_DEPS, {"id": task_id})
+        deps = [{"task_id": task_id, "depends_on": d} for d in changes["dependencies"]]
+        if deps:
+            run(conn, _sql.INSERT_DEP, deps)
+    graph.tasks[task_id] = updated
+    after_status_change(graph, task, updated)
+    return updated
+
+
+def delete(conn: sqlite3.Connection, task_id: str) -> bool:
+    """Delete a task nobody depends on (else ConflictError); False if it did not exist."""
+    if get(conn, task_id) is None:
+        return False
+    dependants = [row[0] for row in run(conn, _sql.HAS_DEPENDANTS, {"id": task_id})]
+    if dependants:
+        raise ConflictError(f"task {task_id!r} has dependants: {', '.join(dependants)}")
+    run(conn, _sql.DELETE_DEPS, {"id": task_id})
+    run(conn, _sql.DELETE_TASK, {"id": task_id})
+    return True
 
 
 class Claims:
