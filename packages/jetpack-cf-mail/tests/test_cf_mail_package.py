@@ -52,6 +52,25 @@ def test_from_config_reads_the_cloudflare_table_and_the_token_variable(tmp_path:
     assert info.value.field == "cloudflare.worker_url"
 
 
+def test_unknown_keys_of_the_cf_mail_table_are_logged_and_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / ".jetpack").mkdir()
+    (tmp_path / ".jetpack" / "config.toml").write_text(
+        '[cloudflare]\nworker_url = "https://jp.example.dev"\n'
+        "[cf_mail]\nretries = 2\nretires = 9\n",
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path, env={"JETPACK_API_TOKEN": TOKEN})
+    with caplog.at_level("WARNING", logger="jetpack.shared.registry"):
+        bus = CloudflareMailBus.from_config(config, agent_id="a")
+    assert bus._options.retries == 2
+    assert "'retires' in [cf_mail]" in caplog.text and "did you mean 'retries'" in caplog.text
+    with pytest.raises(ValidationError) as info:
+        CloudflareMailBus.from_config(config, agent_id="a", retires=9)
+    assert info.value.field == "retires" and "did you mean 'retries'" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [

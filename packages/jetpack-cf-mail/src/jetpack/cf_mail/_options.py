@@ -7,8 +7,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import check_options
 
-__all__ = ["Options"]
+__all__ = ["OPTION_NAMES", "Options"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +32,13 @@ class Options:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> Options:
         """Validate ``options``; an unknown name or a bad value is a ValidationError naming it."""
-        known = {f.name for f in fields(cls)}
+        check_options({k: v for k, v in options.items() if k not in OPTION_NAMES}, OPTION_NAMES)
         for name, value in options.items():
-            if name not in known:
-                raise ValidationError(name, f"unknown option; expected one of {sorted(known)}")
             floor = 0 if name == "retries" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < floor:
                 raise ValidationError(name, f"must be an integer >= {floor}")
         return cls(**options)
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(Options))
+"""The options the bus takes (the keys a ``[cf_mail]`` config table may hold)."""

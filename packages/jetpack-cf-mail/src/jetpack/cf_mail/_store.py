@@ -20,7 +20,7 @@ from typing import Any, Literal, Self
 from jetpack.cf_mail import _wire
 from jetpack.cf_mail._leases import LeaseOps
 from jetpack.cf_mail._link import LeaseSocket
-from jetpack.cf_mail._options import Options
+from jetpack.cf_mail._options import OPTION_NAMES, Options
 from jetpack.cf_mail._socket import MailSocket
 from jetpack.shared import (
     AgentPresence,
@@ -34,6 +34,7 @@ from jetpack.shared.config import JetpackConfig
 from jetpack.shared.delivery import DeadLetter, Dispatcher
 from jetpack.shared.edge.client import EdgeClient, worker_credentials
 from jetpack.shared.errors import UnavailableError, ValidationError
+from jetpack.shared.registry import config_options
 from jetpack.shared.rules import (
     check_agent_id,
     check_info,
@@ -109,10 +110,11 @@ class CloudflareMailBus(LeaseOps, AsyncStoreMixin):
     def from_config(cls, config: JetpackConfig, *, agent_id: str, **options: Any) -> Self:
         """Build an unopened bus from ``[cloudflare]`` (``worker_url``) and ``JETPACK_API_TOKEN``.
 
-        Options come from a ``[cf_mail]`` table (keyword arguments win).
+        Options come from a ``[cf_mail]`` table (unknown keys there are logged and
+        left out), overridden by ``options`` (unknown ones refused by name).
         """
         worker_url, api_token = worker_credentials(config)
-        chosen = {**config.section("cf_mail"), **options}
+        chosen = {**config_options(config, "cf_mail", OPTION_NAMES), **options}
         return cls(agent_id, worker_url, api_token, **chosen)
 
     def __repr__(self) -> str:
