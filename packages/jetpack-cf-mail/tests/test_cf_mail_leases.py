@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 
 from jetpack.cf_mail import CloudflareMailBus
 from jetpack.shared.rules import paths_overlap
-from jetpack.shared.testing import StoreSpec
-from jetpack.shared.testing._procs import lease_worker, run_in_processes
+from jetpack.shared.testing import StoreSpec, run_children
+from jetpack.shared.testing._procs import lease_worker
 from jetpack.shared.testing.edge import EdgeProject
 
 
@@ -22,11 +21,8 @@ async def test_fencing_tokens_strictly_increase_across_processes(
         {"worker_url": edge_project.url, "api_token": edge_project.token},
     )
     paths = ["src/a.py", "src/**", "src/b.py", "docs/*.md", "docs/x.md"]
-    start_at = time.time() + 2.0
     results = await asyncio.to_thread(
-        run_in_processes,
-        lease_worker,
-        [(spec, f"racer-{i}", paths, 100, start_at) for i in range(4)],
+        run_children, lease_worker, [(spec, f"racer-{i}", paths, 100) for i in range(4)]
     )
     grants = [g for found in results for g in found]  # (path, token, held_from, held_until)
     assert len(grants) > 100
