@@ -1,7 +1,8 @@
 """Benchmark of the edge stores on local workerd against their local peers, in one run.
 
-Run:  hatch run python bench/edge.py [--part tasks|memory|all] [--tasks 10000]
+Run:  hatch run python bench/edge.py [--part all|tasks|memory|mail] [--tasks 10000]
           [--claim-tasks 3000] [--singles 300] [--memories 10000]
+          [--messages 1000] [--cycles 300]
 
 Each edge store does the same work as its local peer in the same run: the
 Worker runs on workerd (``wrangler dev``, local mode) on loopback, the local
@@ -10,6 +11,10 @@ stores on temporary SQLite files. The ratio column is edge / local.
 Tasks (jetpack-cf-beads vs jetpack-beads). Targets of issue 13 (2-core
 machine): claim_next >= 500 claims/s with 8 clients; batched create >= 5,000
 tasks/s; request overhead p50 <= 3 ms; double claims = 0.
+
+Mail (jetpack-cf-mail vs jetpack-mcp-mail; bench/edge_mail.py): publish ->
+handler across two processes, a broadcast to 8 subscribers, lease cycles with 4
+processes.
 
 Memory (jetpack-cf-cass on the built-in index vs jetpack-cass), with the
 synthetic corpus and queries of ``bench/memory.py`` and 384-d vectors supplied
@@ -44,6 +49,7 @@ from typing import Any
 
 import httpx
 
+from edge_mail import run_mail
 from jetpack.beads import BeadsAdapter
 from jetpack.cass import CASSAdapter
 from jetpack.cf_beads import CloudflareTaskStore
@@ -201,7 +207,9 @@ async def main() -> None:
     parser.add_argument("--claim-tasks", type=int, default=3_000)
     parser.add_argument("--singles", type=int, default=300)
     parser.add_argument("--memories", type=int, default=10_000)
-    parser.add_argument("--part", choices=("tasks", "memory", "all"), default="all")
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=300)
+    parser.add_argument("--part", choices=("all", "tasks", "memory", "mail"), default="all")
     args = parser.parse_args()
     n, m = args.tasks, args.claim_tasks
     work = Path(tempfile.mkdtemp(prefix="jetpack-bench-edge-"))
@@ -216,6 +224,10 @@ async def main() -> None:
         if args.part in ("memory", "all"):
             print("-- memory: jetpack-cf-cass (built-in index) vs jetpack-cass")
             await run_memory(worker, work, args.memories)
+        if args.part in ("mail", "all"):
+            print("-- mail: jetpack-cf-mail vs jetpack-mcp-mail")
+            pid = worker.server.pid or os.getpid()
+            await run_mail(worker, work, args.messages, args.cycles, lambda: cpu_ticks(pid))
     finally:
         worker.stop()
 

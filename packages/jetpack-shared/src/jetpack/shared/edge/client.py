@@ -38,6 +38,7 @@ from typing import Any, Self
 
 import httpx
 
+from jetpack.shared.config import JetpackConfig
 from jetpack.shared.edge import API_VERSION
 from jetpack.shared.errors import (
     AuthError,
@@ -53,6 +54,7 @@ __all__ = [
     "ApiVersionError",
     "EdgeClient",
     "error_from_response",
+    "worker_credentials",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,23 @@ _PART_BYTES = MAX_BODY_BYTES - 4096
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
+
+
+def worker_credentials(config: JetpackConfig) -> tuple[str, str]:
+    """The Worker's URL (``[cloudflare] worker_url``) and token (``JETPACK_API_TOKEN``).
+
+    Either missing is a ValidationError naming it (``cloudflare.worker_url``,
+    ``cloudflare.api_token``) and saying where to set it.
+    """
+    edge = config.cloudflare
+    if not edge.worker_url:
+        raise ValidationError(
+            "cloudflare.worker_url",
+            "is not set (JETPACK_WORKER_URL or [cloudflare] worker_url)",
+        )
+    if edge.api_token is None or not edge.api_token.get_secret_value():
+        raise ValidationError("cloudflare.api_token", "is not set (JETPACK_API_TOKEN)")
+    return edge.worker_url, edge.api_token.get_secret_value()
 
 
 class ApiVersionError(JetpackError):

@@ -9,6 +9,7 @@ from jetpack.shared.rules._checks import (
     MAX_TTL_MS,
     check_agent_id,
     check_json_object,
+    check_limit,
     check_options,
     check_text,
     check_ttl,
@@ -16,7 +17,15 @@ from jetpack.shared.rules._checks import (
     option_names,
 )
 from jetpack.shared.rules._ids import base36, new_id, new_memory_id, new_message_id, new_task_id
-from jetpack.shared.rules._messages import Outgoing, outgoing
+from jetpack.shared.rules._messages import (
+    Outgoing,
+    check_info,
+    check_message_id,
+    compose_message,
+    message_type,
+    outgoing,
+    subscription_key,
+)
 from jetpack.shared.rules._paths import (
     MAX_PATH_CHARS,
     is_glob,
@@ -70,11 +79,15 @@ __all__ = [
     "check_agent_id",
     "check_embedding",
     "check_imported",
+    "check_info",
     "check_json_object",
+    "check_limit",
+    "check_message_id",
     "check_options",
     "check_text",
     "check_ttl",
     "claim_order_key",
+    "compose_message",
     "dependants_closure",
     "find_cycle",
     "float32_problem",
@@ -85,6 +98,7 @@ __all__ = [
     "is_final",
     "is_glob",
     "is_ready",
+    "message_type",
     "nearest",
     "new_id",
     "new_memory_id",
@@ -100,5 +114,6 @@ __all__ = [
     "retention_score",
     "retry_delay_ms",
     "status_change",
+    "subscription_key",
     "topological_order",
 ]

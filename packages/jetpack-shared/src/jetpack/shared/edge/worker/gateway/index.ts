@@ -32,7 +32,7 @@ export {
   invalid,
   notFound,
 } from "./errors";
-export { MAX_BODY_BYTES, readOnly } from "./middleware";
+export { type AuditRecord, auditStatement, MAX_BODY_BYTES, readOnly } from "./middleware";
 export { actAs, projectOf, requireAdmin } from "./principal";
 export {
   Identifier,
@@ -45,6 +45,7 @@ export {
   MAX_METADATA_BYTES,
   MAX_TEXT_CHARS,
   Str,
+  TextOf,
   Timestamp,
   toIso,
   toMs,

@@ -50,34 +50,28 @@ export function jsonBytes(value: unknown): number {
 }
 
 /**
- * Check a JSON value for nesting and lone surrogates (`jetpack.shared._base.json_problem`):
- * an object or list at depth 32 or more (the top level is depth 0) is refused.
- * Returns the offending path, or null.
+ * Why a parsed JSON value cannot be stored (`jetpack.shared._base.json_problem`),
+ * with the dotted path of the offender, or null: an object or list at depth 32 or
+ * more (the top level is depth 0), a lone surrogate in a string or key.
+ * Iterative, so any depth gets an answer.
  */
-export function jsonProblem(
-  value: unknown,
-  path: string[] = [],
-  depth = 0,
-): { path: string[]; message: string } | null {
-  const container = Array.isArray(value) || (value !== null && typeof value === "object");
-  if (container && depth >= MAX_JSON_DEPTH) {
-    return { path, message: `nests objects and lists deeper than ${MAX_JSON_DEPTH} levels` };
-  }
-  if (typeof value === "string") {
-    return value.isWellFormed() ? null : { path, message: "contains a lone surrogate (not valid Unicode)" };
-  }
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = jsonProblem(value[i], [...path, String(i)], depth + 1);
-      if (found) return found;
-    }
-    return null;
-  }
-  if (value !== null && typeof value === "object") {
-    for (const [key, item] of Object.entries(value)) {
-      if (!key.isWellFormed()) return { path: [...path, key], message: "key contains a lone surrogate" };
-      const found = jsonProblem(item, [...path, key], depth + 1);
-      if (found) return found;
+export function jsonProblem(value: unknown): { path: string[]; message: string } | null {
+  const stack: [unknown, number, string[]][] = [[value, 0, []]];
+  while (stack.length > 0) {
+    const [item, depth, path] = stack.pop() as [unknown, number, string[]];
+    if (typeof item === "string") {
+      if (!item.isWellFormed()) return { path, message: "contains a lone surrogate (not valid Unicode)" };
+    } else if (item !== null && typeof item === "object") {
+      if (depth >= MAX_JSON_DEPTH) {
+        return { path, message: `nests objects and lists deeper than ${MAX_JSON_DEPTH} levels` };
+      }
+      const entries: [string, unknown][] = Array.isArray(item)
+        ? item.map((child, i): [string, unknown] => [String(i), child])
+        : Object.entries(item);
+      for (const [key, child] of entries.reverse()) {
+        if (!key.isWellFormed()) return { path: [...path, key], message: "key contains a lone surrogate" };
+        stack.push([child, depth + 1, [...path, key]]);
+      }
     }
   }
   return null;
@@ -95,6 +89,13 @@ export const jsonObject = (maxBytes: number) =>
       ctx.addIssue({ code: "custom", message: `is larger than ${maxBytes} bytes as JSON` });
     }
   });
+
+/** A string with no lone surrogate, of at most `max` characters (code points, as Python counts). */
+export const TextOf = (max: number) =>
+  z
+    .string()
+    .refine(wellFormed, "contains a lone surrogate (not valid Unicode)")
+    .refine((s) => s.length <= max || [...s].length <= max, `must be at most ${max} characters`);
 
 /** `jetpack.shared.JsonObject`: metadata of tasks and memories (64 KiB). */
 export const JsonObject = jsonObject(MAX_METADATA_BYTES);
