@@ -1,12 +1,29 @@
-"""Benchmark of the edge task store (jetpack-cf-beads on local workerd) against jetpack-beads.
+"""Benchmark of the edge stores on local workerd against their local peers, in one run.
 
-Run:  hatch run python bench/edge.py [--tasks 10000] [--claim-tasks 3000] [--singles 300]
+Run:  hatch run python bench/edge.py [--part all|tasks|memory|mail] [--tasks 10000]
+          [--claim-tasks 3000] [--singles 300] [--memories 10000]
+          [--messages 1000] [--cycles 300]
 
-Both stores do the same work in the same run: the Worker runs on workerd
-(``wrangler dev``, local mode) on loopback, jetpack-beads on a temporary SQLite
-file. The ratio column is edge / beads. Targets of issue 13 (2-core machine):
-claim_next >= 500 claims/s with 8 clients; batched create >= 5,000 tasks/s;
-request overhead p50 <= 3 ms; double claims = 0.
+Each edge store does the same work as its local peer in the same run: the
+Worker runs on workerd (``wrangler dev``, local mode) on loopback, the local
+stores on temporary SQLite files. The ratio column is edge / local.
+
+Tasks (jetpack-cf-beads vs jetpack-beads). Targets of issue 13 (2-core
+machine): claim_next >= 500 claims/s with 8 clients; batched create >= 5,000
+tasks/s; request overhead p50 <= 3 ms; double claims = 0.
+
+Mail (jetpack-cf-mail vs jetpack-mcp-mail; bench/edge_mail.py): publish ->
+handler across two processes, a broadcast to 8 subscribers, lease cycles with 4
+processes.
+
+Memory (jetpack-cf-cass on the built-in index vs jetpack-cass), with the
+synthetic corpus and queries of ``bench/memory.py`` and 384-d vectors supplied
+by the caller: store_many/s in batches that fit one request (400) and in
+batches uploaded in parts (2,000), then search / semantic / hybrid p50 at
+``--memories`` (hybrid embeds its query with a fixed-vector embedder, so the
+figure is the store's own cost). The local model's cost is measured apart
+(texts/s). Targets of issue 14: search p50 <= 10 ms and semantic p50 <= 30 ms
+at 10,000; batched store >= 2,000/s with vectors supplied.
 
 Where the time goes: every answer carries ``Server-Timing: worker;dur=…,
 db;dur=…`` (time inside the Worker and waiting on D1; the Workers clock only
@@ -32,10 +49,14 @@ from typing import Any
 
 import httpx
 
+from edge_mail import run_mail
 from jetpack.beads import BeadsAdapter
+from jetpack.cass import CASSAdapter
 from jetpack.cf_beads import CloudflareTaskStore
+from jetpack.cf_cass import CloudflareMemoryStore
 from jetpack.shared.rules import new_task_id
-from jetpack.shared.testing.edge import EdgeWorker
+from jetpack.shared.testing.edge import EdgeProject, EdgeWorker
+from memory import FixedEmbedder, make_corpus, queries, unit_vectors  # bench/memory.py
 
 BATCH = 1000
 Spec = tuple[str, list[str]]
@@ -58,9 +79,9 @@ async def atimed(coro: Awaitable[Any]) -> float:
     return time.perf_counter() - started
 
 
-def report(name: str, edge: float, beads: float, unit: str) -> None:
-    ratio = edge / beads if beads else float("nan")
-    print(f"{name:<52} edge {edge:10.1f} {unit:<9} beads {beads:10.1f}   ratio {ratio:6.2f}")
+def report(name: str, edge: float, local: float, unit: str, peer: str = "beads") -> None:
+    ratio = edge / local if local else float("nan")
+    print(f"{name:<58} edge {edge:9.1f} {unit:<6} {peer} {local:9.1f}   ratio {ratio:6.2f}")
 
 
 def edge_claim_loop(url: str, token: str, agent: str, start_at: float) -> tuple[list[str], float]:
@@ -185,15 +206,28 @@ async def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--claim-tasks", type=int, default=3_000)
     parser.add_argument("--singles", type=int, default=300)
+    parser.add_argument("--memories", type=int, default=10_000)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=300)
+    parser.add_argument("--part", choices=("all", "tasks", "memory", "mail"), default="all")
     args = parser.parse_args()
     n, m = args.tasks, args.claim_tasks
     work = Path(tempfile.mkdtemp(prefix="jetpack-bench-edge-"))
-    print(f"edge (jetpack-cf-beads on workerd) vs jetpack-beads, in {work}")
+    print(f"edge stores on workerd vs their local peers, in {work}")
     started = time.perf_counter()
     worker = EdgeWorker.start(work / "worker")
     print(f"Worker built and started in {time.perf_counter() - started:.1f} s at {worker.url}")
     try:
-        await run_all(worker, work, n, m, args.singles)
+        if args.part in ("tasks", "all"):
+            print("-- tasks: jetpack-cf-beads vs jetpack-beads")
+            await run_all(worker, work, n, m, args.singles)
+        if args.part in ("memory", "all"):
+            print("-- memory: jetpack-cf-cass (built-in index) vs jetpack-cass")
+            await run_memory(worker, work, args.memories)
+        if args.part in ("mail", "all"):
+            print("-- mail: jetpack-cf-mail vs jetpack-mcp-mail")
+            pid = worker.server.pid or os.getpid()
+            await run_mail(worker, work, args.messages, args.cycles, lambda: cpu_ticks(pid))
     finally:
         worker.stop()
 
@@ -309,6 +343,101 @@ async def run_all(worker: EdgeWorker, work: Path, n: int, m: int, singles: int) 
     )
     assert edge_doubles == 0 and len(set(edge_claimed)) == m
     assert len(set(beads_claimed)) == len(beads_claimed) == m
+
+
+MEMORY_BATCHES = (400, 2000)
+"""store_many batch sizes: 400 memories with vectors fit one request; 2,000 go in parts."""
+
+
+def memory_items(corpus: list[dict[str, Any]], vectors: Any) -> list[dict[str, Any]]:
+    return [{**item, "embedding": vectors[i].tolist()} for i, item in enumerate(corpus)]
+
+
+async def run_memory(worker: EdgeWorker, work: Path, count: int) -> None:
+    corpus, vocab = make_corpus(count)
+    items = memory_items(corpus, unit_vectors(count))
+    asked = queries(corpus, vocab)
+    probes = unit_vectors(200, seed=11).tolist()
+    embedder = FixedEmbedder()
+    try:
+        from jetpack.shared.embedders import LocalEmbedder
+
+        model = LocalEmbedder()
+        texts = [item["content"] for item in corpus[:256]]
+        await model.embed(texts[:8])  # load the weights first
+        elapsed = await atimed(model.embed(texts))
+        label = "local embedder (all-MiniLM-L6-v2), apart"
+        print(f"{label:<52} {len(texts) / elapsed:10.1f} texts/s")
+        await model.aclose()
+    except Exception as error:  # the model is optional here
+        print(f"local embedder not measured: {error}")
+
+    stores: dict[int, tuple[EdgeProject, Path]] = {}
+    for batch in MEMORY_BATCHES:
+        project = worker.new_project()
+        path = work / f"memory-{batch}.db"
+        stores[batch] = (project, path)
+        async with (
+            CloudflareMemoryStore(
+                project.url, project.token, embedder=None, max_entries=count * 2
+            ) as edge,
+            CASSAdapter(path, embedder=None, max_entries=count * 2) as cass,
+        ):
+            rates: dict[str, float] = {}
+            for name, store in (("edge", edge), ("cass", cass)):
+
+                async def fill(store: Any = store, batch: int = batch) -> None:
+                    for i in range(0, count, batch):
+                        await store.store_many(items[i : i + batch])
+
+                rates[name] = count / await atimed(fill())
+        label = f"store_many, batches of {batch} with vectors" + (
+            " (one request each)" if batch <= 400 else " (uploaded in parts)"
+        )
+        report(label, rates["edge"], rates["cass"], "mem/s", "cass")
+
+    project, path = stores[MEMORY_BATCHES[0]]
+    async with (
+        CloudflareMemoryStore(project.url, project.token, embedder=embedder) as edge,
+        CASSAdapter(path, embedder=embedder) as cass,
+    ):
+        first = {
+            "edge": await atimed(edge.semantic_search(probes[0], 10)),
+            "cass": await atimed(cass.semantic_search(probes[0], 10)),
+        }
+        report(
+            f"first semantic_search at {count} (loads the index)",
+            first["edge"] * 1000,
+            first["cass"] * 1000,
+            "ms",
+            "cass",
+        )
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+        for label, call, args in (
+            ("search", "search", asked),
+            ("semantic_search", "semantic_search", probes),
+            ("hybrid_search", "hybrid_search", asked),
+        ):
+            samples: dict[str, list[float]] = {"edge": [], "cass": []}
+            cpu: dict[str, int] = {}
+            for name, store in (("edge", edge), ("cass", cass)):
+                before = cpu_ticks()
+                for arg in args:
+                    samples[name].append(await atimed(getattr(store, call)(arg, 10)))
+                if name == "edge":
+                    after = cpu_ticks()
+                    cpu = {k: after[k] - before.get(k, 0) for k in after}
+            report(
+                f"{label} p50 at {count}, limit 10",
+                p50(samples["edge"]),
+                p50(samples["cass"]),
+                "ms",
+                "cass",
+            )
+            print(
+                "    edge CPU per request: "
+                + ", ".join(f"{k} {v * tick_ms / len(args):.2f} ms" for k, v in sorted(cpu.items()))
+            )
 
 
 if __name__ == "__main__":

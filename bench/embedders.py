@@ -9,9 +9,9 @@ With sentence-transformers + torch importable (a throwaway venv, never a
 project dependency), it also embeds the same texts with them and prints the
 cosine between the two implementations and the speed ratio::
 
-    PYTHONPATH=packages/jetpack-cass/src:packages/jetpack-shared/src \\
+    PYTHONPATH=packages/jetpack-shared/src \\
         /tmp/refvenv/bin/python bench/embedders.py --reference
-    ... --write-reference packages/jetpack-cass/tests/embedders/reference_vectors.json
+    ... --write-reference packages/jetpack-shared/tests/embedders/reference_vectors.json
 
 Texts are synthetic ~20-word sentences (fixed seed); batches of 32.
 """
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from jetpack.cass.embedders import DEFAULT_LOCAL_MODEL, LocalEmbedder, find_model_dir
+from jetpack.shared.embedders import DEFAULT_LOCAL_MODEL, LocalEmbedder, find_model_dir
 
 _WORD_TEXT = (
     "agent task claim lease memory store heartbeat retry queue worker file lock path "

@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 
-from jetpack.cass.embedders import LocalEmbedder
 from jetpack.cli._process import run_process
+from jetpack.shared.embedders import LocalEmbedder
 
 TEXTS = [
     f"Completed task bd-{i} 'Refactor module {i}': edited src/mod_{i}.py and ran the tests"

@@ -17,8 +17,12 @@ import httpx
 import pytest
 
 from jetpack.cf_beads import CloudflareTaskStore
+from jetpack.shared.edge import discover_modules
 
 JETPACK = [sys.executable, "-m", "jetpack.cli"]
+
+INSTALLED = [m.name for m in discover_modules()]
+"""The modules of every installed cf package (tasks, and memory where jetpack-cf-cass is)."""
 
 
 def jetpack(
@@ -112,7 +116,7 @@ def test_build_writes_a_checked_worker_folder(workdir: Path) -> None:
     out = workdir / "built"
     result = jetpack(workdir, "edge", "build", "--out", str(out), "--check", "--rate-limit", "50")
     assert result.returncode == 0, result.stderr
-    assert "modules: tasks" in result.stdout
+    assert f"modules: {', '.join(INSTALLED)}" in result.stdout
     config = json.loads((out / "wrangler.jsonc").read_text(encoding="utf-8"))
     assert config["ratelimits"][0]["simple"]["limit"] == 50
     assert config["observability"] == {"enabled": True}  # a deployable build keeps its traces
@@ -137,7 +141,7 @@ def test_dev_serves_tokens_work_and_state_survives_a_restart(workdir: Path) -> N
     persist = workdir / "state"
     dev = Dev(workdir, persist)
     try:
-        assert httpx.get(f"{dev.url}/api/health").json()["modules"] == ["tasks"]
+        assert httpx.get(f"{dev.url}/api/health").json()["modules"] == INSTALLED
         built = workdir / ".jetpack" / "edge" / "worker" / "wrangler.jsonc"
         local = json.loads(built.read_text(encoding="utf-8"))
         assert local["observability"] == {"enabled": False}, "no traces to pay for locally"

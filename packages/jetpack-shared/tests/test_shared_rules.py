@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 import pytest
@@ -11,7 +9,6 @@ from jetpack.shared import MAX_JSON_DEPTH, Message, MessageType, Task, TaskStatu
 from jetpack.shared._base import json_problem
 from jetpack.shared.errors import ValidationError
 from jetpack.shared.rules import (
-    MAX_PATH_CHARS,
     MAX_TTL_MS,
     base36,
     blocker_for,
@@ -229,79 +226,9 @@ def test_ids() -> None:
     assert len(ids) == 10_000 and all(i.startswith("bd-") for i in ids)
 
 
-def _reference_overlap(a: str, b: str) -> bool:
-    """The obvious recursive definition (fine for short patterns): the oracle."""
-
-    @cache
-    def segments(x: tuple[str, ...], y: tuple[str, ...]) -> bool:
-        if not x and not y:
-            return True
-        if x and x[0] == "**":
-            return segments(x[1:], y) or (bool(y) and segments(x, y[1:]))
-        if y and y[0] == "**":
-            return segments(x, y[1:]) or (bool(x) and segments(x[1:], y))
-        if not x or not y:
-            return False
-        return chars(x[0], y[0]) and segments(x[1:], y[1:])
-
-    @cache
-    def chars(x: str, y: str) -> bool:
-        if not x and not y:
-            return True
-        if x and x[0] == "*":
-            return chars(x[1:], y) or (bool(y) and chars(x, y[1:]))
-        if y and y[0] == "*":
-            return chars(x, y[1:]) or (bool(x) and chars(x[1:], y))
-        if not x or not y:
-            return False
-        return (x[0] == "?" or y[0] == "?" or x[0] == y[0]) and chars(x[1:], y[1:])
-
-    return segments(tuple(a.split("/")), tuple(b.split("/")))
-
-
-def test_paths_overlap_agrees_with_the_recursive_definition() -> None:
-    rng = random.Random(11)
-    segment_parts = ["a", "b", "*", "?", "ab", "**"]
-
-    def pattern() -> str:
-        segments = []
-        for _ in range(rng.randint(1, 4)):
-            if rng.random() < 0.25:
-                segments.append("**")
-            else:
-                segments.append(
-                    "".join(rng.choice(segment_parts[:5]) for _ in range(rng.randint(1, 4)))
-                )
-        return "/".join(segments)
-
-    for _ in range(4000):
-        a, b = pattern(), pattern()
-        assert paths_overlap(a, b) is _reference_overlap(a, b), (a, b)
-        assert paths_overlap(b, a) is _reference_overlap(a, b), (b, a)
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "overlap"),
-    [
-        ("b" * 600, "*" * 600, True),
-        ("b" * 600, "b" * 1000, False),
-        ("*" * 1000, "b" * 1000, True),
-        ("*" * 1000, "*" * 1000, True),
-        ("*" + "a" * 500 + "b*c", "a" * 1000 + "c", False),
-        ("*" + "a" * 500 + "*c", "a" * 1000 + "c", True),
-        ("?" * 1000, "b" * 1000, True),
-        ("?" * 1000, "b" * 999, False),
-        ("/".join(["a"] * 512), "/".join(["**"] * 341), True),
-        ("/".join(["a"] * 512), "**/" + "/".join(["a"] * 200) + "/b/**", False),
-        ("**/" + "/".join(["a"] * 250) + "/**", "/".join(["?"] * 511), True),
-        ("/".join(["*"] * 512), "/".join(["a"] * 511), False),
-    ],
-)
-def test_paths_overlap_on_the_longest_patterns(a: str, b: str, overlap: bool) -> None:
-    """Paths up to MAX_PATH_CHARS with any wildcards: an answer, never RecursionError."""
-    assert len(a) <= MAX_PATH_CHARS and len(b) <= MAX_PATH_CHARS
-    assert paths_overlap(a, b) is overlap
-    assert paths_overlap(b, a) is overlap
+# The recursive definition of overlap (the oracle), the longest patterns and the normal forms
+# are the lease path kit's (jetpack.shared.testing.judge_lease_path_rules), which judges these
+# rules in test_shared_testing_paths.py and the Worker's TypeScript copy in jetpack-cf-mail.
 
 
 def test_resettle_places_waiting_tasks() -> None:

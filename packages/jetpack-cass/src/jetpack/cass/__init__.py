@@ -8,12 +8,12 @@
         await memory.store({"type": "agent_learning", "content": "Use WAL for SQLite"})
         hits = await memory.hybrid_search("sqlite journal mode")
 
-Embedders live in :mod:`jetpack.cass.embedders`.
+Embedders live in :mod:`jetpack.shared.embedders` (shared with jetpack-cf-cass).
 """
 
 from jetpack.cass.__about__ import __version__
 from jetpack.cass._schema import SCHEMA_VERSION
 from jetpack.cass._store import CASSAdapter
-from jetpack.cass._vectors import CALLER_MODEL
+from jetpack.shared import CALLER_MODEL
 
 __all__ = ["CALLER_MODEL", "SCHEMA_VERSION", "CASSAdapter", "__version__"]

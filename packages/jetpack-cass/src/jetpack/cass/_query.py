@@ -1,4 +1,4 @@
-"""Pure helpers: user text to safe FTS5 queries, and list cursors.
+"""Pure helpers: user text to safe FTS5 queries (the shared rules), and list cursors.
 
 Every user token becomes a quoted FTS5 string, so no user text can reach the
 FTS5 query syntax (``AND``, ``-``, ``:``, ``NEAR(``, ``*``, quotes).
@@ -18,102 +18,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 
 from jetpack.shared.errors import ValidationError
+from jetpack.shared.rules import FTS_STOPWORDS as STOPWORDS
+from jetpack.shared.rules import fts_trigram_query as trigram_query
+from jetpack.shared.rules import fts_word_query as word_query
 
-__all__ = ["decode_cursor", "encode_cursor", "trigram_query", "word_query"]
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_MAX_TOKENS = 64
-
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "not",
-        "of",
-        "on",
-        "or",
-        "so",
-        "such",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-        "we",
-        "our",
-    ]
-)
-
-
-def _tokens(query: str) -> list[str]:
-    seen: dict[str, None] = {}
-    for token in query.split():
-        seen.setdefault(token, None)
-    return list(seen)[:_MAX_TOKENS]
-
-
-def word_query(query: str) -> str | None:
-    """An FTS5 expression for the word index, or None when the text has no words."""
-    phrases: dict[str, bool] = {}
-    for token in _tokens(query):
-        words = _WORD.findall(token.lower())
-        if not words:
-            continue
-        phrase = " ".join(words)
-        stop = len(words) == 1 and words[0] in STOPWORDS
-        phrases[phrase] = phrases.get(phrase, True) and stop
-    if not phrases:
-        return None
-    kept = [p for p, stop in phrases.items() if not stop] or list(phrases)
-    return " OR ".join(f'"{p}"' for p in kept)
-
-
-def trigram_query(query: str) -> str | None:
-    """An FTS5 expression for the trigram index, or None when no token is long enough."""
-    kept = [t for t in _tokens(query) if len(t) >= 3 and t.lower() not in STOPWORDS]
-    if not kept:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in kept)
-
+__all__ = ["STOPWORDS", "decode_cursor", "encode_cursor", "trigram_query", "word_query"]
 
 _CURSOR_PREFIX = "c1."
 

@@ -28,8 +28,9 @@ from jetpack.cass._checks import (
 from jetpack.cass._index import VectorIndex
 from jetpack.cass._query import decode_cursor, encode_cursor
 from jetpack.cass._schema import ensure_schema, ensure_trigram, has_trigram
-from jetpack.cass._vectors import CALLER_MODEL, FloatMatrix, check_vector
+from jetpack.cass._vectors import FloatMatrix, check_vector
 from jetpack.shared import (
+    CALLER_MODEL,
     AsyncStoreMixin,
     Embedder,
     MemoryEntry,
@@ -60,7 +61,7 @@ def _resolve_embedder(spec: Embedder | str | None) -> tuple[Embedder | None, boo
         if spec is not None and not isinstance(spec, Embedder):
             raise ValidationError("embedder", "expected an Embedder, a spec string or None")
         return spec, False
-    from jetpack.cass.embedders import get_embedder
+    from jetpack.shared.embedders import get_embedder
 
     try:
         return get_embedder(spec), True
@@ -100,7 +101,7 @@ class CASSAdapter(AsyncStoreMixin):
     Args:
         db_path: the SQLite file (created with its folder).
         embedder: an Embedder, a spec for
-            :func:`jetpack.cass.embedders.get_embedder` (``"default"`` = local
+            :func:`jetpack.shared.embedders.get_embedder` (``"default"`` = local
             all-MiniLM-L6-v2; falls back to text search, with a warning, when the
             model is not installed), or None (vectors only when supplied).
         max_entries: the store holds at most this many; a store that overflows it

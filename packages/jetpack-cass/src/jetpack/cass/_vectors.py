@@ -21,7 +21,6 @@ from jetpack.shared.errors import ValidationError
 from jetpack.shared.rules import float32_problem
 
 __all__ = [
-    "CALLER_MODEL",
     "FloatMatrix",
     "VectorMatrix",
     "check_vector",
@@ -30,9 +29,6 @@ __all__ = [
 ]
 
 FloatMatrix = npt.NDArray[np.float32]
-
-CALLER_MODEL = "caller"
-"""Model name recorded with vectors the caller supplied."""
 
 
 def check_vector(

@@ -17,8 +17,8 @@ from collections.abc import Collection, Sequence
 from jetpack.cass import _sql
 from jetpack.cass._reads import meta
 from jetpack.cass._rows import dumps, row_to_entry
-from jetpack.cass._vectors import CALLER_MODEL, FloatMatrix, to_blob
-from jetpack.shared import MemoryEntry, MemoryInput, from_ms, utcnow
+from jetpack.cass._vectors import FloatMatrix, to_blob
+from jetpack.shared import CALLER_MODEL, MemoryEntry, MemoryInput, from_ms, utcnow
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
 from jetpack.shared.rules import new_memory_id, retention_score
 

@@ -28,7 +28,7 @@ from jetpack.shared import (
     parse,
 )
 from jetpack.shared.config import JetpackConfig
-from jetpack.shared.edge.client import EdgeClient
+from jetpack.shared.edge.client import EdgeClient, worker_credentials
 from jetpack.shared.errors import ConflictError, NotFoundError, ValidationError
 from jetpack.shared.registry import config_options
 from jetpack.shared.rules import (
@@ -98,16 +98,9 @@ class CloudflareTaskStore(AsyncStoreMixin):
         ``options`` (unknown ones refused). ``agent_id`` is not used: a task
         store is shared by every agent.
         """
-        edge = config.cloudflare
-        if not edge.worker_url:
-            raise ValidationError(
-                "cloudflare.worker_url",
-                "is not set (JETPACK_WORKER_URL or [cloudflare] worker_url)",
-            )
-        if edge.api_token is None or not edge.api_token.get_secret_value():
-            raise ValidationError("cloudflare.api_token", "is not set (JETPACK_API_TOKEN)")
+        worker_url, api_token = worker_credentials(config)
         table = config_options(config, "cf_beads", _OPTIONS)
-        return cls(edge.worker_url, edge.api_token.get_secret_value(), **{**table, **options})
+        return cls(worker_url, api_token, **{**table, **options})
 
     def __repr__(self) -> str:
         return f"CloudflareTaskStore({self._client.url!r})"

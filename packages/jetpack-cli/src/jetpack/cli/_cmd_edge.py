@@ -84,6 +84,7 @@ def _options(
     name: str = "jetpack",
     *,
     observability: bool = True,
+    local: bool = False,
 ) -> BuildOptions:
     try:
         return BuildOptions(
@@ -92,6 +93,7 @@ def _options(
             rate_limit_period=rate_period,
             cors_origins=tuple(cors or ()),
             observability=observability,
+            local=local,
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
@@ -154,7 +156,9 @@ def dev(
     toolchain = _toolchain()
     edge_dir = _edge_dir()
     state = (persist_to or edge_dir / "state").resolve()
-    options = _options(rate_limit, rate_period, cors, observability=False)  # no traces locally
+    # Local mode: no traces (they would go nowhere and cost CPU on every request), and
+    # no Vectorize or Workers AI binding (they have no local emulator).
+    options = _options(rate_limit, rate_period, cors, observability=False, local=True)
     with _sigterm_as_interrupt():
         server: DevServer | None = None
         try:

@@ -12,10 +12,10 @@ file (WAL) under ``mail_dir``; open buses wake each other with Unix datagrams::
 
 from jetpack.mcp_mail.__about__ import __version__
 from jetpack.mcp_mail._checks import MAX_LEASE_TTL_MS
-from jetpack.mcp_mail._delivery import DeadLetter
 from jetpack.mcp_mail._options import DEFAULT_RETENTION_MS, Options
 from jetpack.mcp_mail._schema import SCHEMA_VERSION
 from jetpack.mcp_mail._store import DB_FILENAME, MCPMailAdapter
+from jetpack.shared.delivery import DeadLetter
 
 __all__ = [
     "DB_FILENAME",

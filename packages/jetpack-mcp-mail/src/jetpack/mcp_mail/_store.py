@@ -23,10 +23,9 @@ from jetpack.mcp_mail._checks import (
     check_limit,
     check_message_id,
     check_ttl,
-    message_type,
     subscription_key,
 )
-from jetpack.mcp_mail._delivery import DeadLetter, Delivery, Dispatcher
+from jetpack.mcp_mail._delivery import Delivery
 from jetpack.mcp_mail._options import Options
 from jetpack.mcp_mail._schema import ensure_schema
 from jetpack.mcp_mail._wake import Notifier, WakeListener
@@ -40,13 +39,13 @@ from jetpack.shared import (
     MessageHandler,
     MessageType,
     from_ms,
-    parse,
     to_ms,
     utcnow,
 )
 from jetpack.shared.config import JetpackConfig
+from jetpack.shared.delivery import DeadLetter, Dispatcher
 from jetpack.shared.errors import LeaseHeldError, UnavailableError, ValidationError
-from jetpack.shared.rules import new_message_id, normalize_lease_path, outgoing, paths_overlap
+from jetpack.shared.rules import compose_message, normalize_lease_path, paths_overlap
 from jetpack.shared.sqlite import Database
 
 __all__ = ["DB_FILENAME", "MCPMailAdapter"]
@@ -246,29 +245,13 @@ class MCPMailAdapter(AsyncStoreMixin):
         ack_required: bool | None,
     ) -> Message:
         """Send to ``to_agent`` (None: broadcast) the parts given, or a whole Message."""
-        out = outgoing(self._agent_id, type, payload, correlation_id, ack_required, to_agent)
-        kind = message_type(out.type)
-        payload, correlation_id, ack_required = out.payload, out.correlation_id, out.ack_required
-        if payload is not None and not isinstance(payload, Mapping):
-            raise ValidationError("payload", "must be a JSON object")
-        if not isinstance(ack_required, bool):
-            raise ValidationError("ack_required", "must be a boolean")
-        now = utcnow()
-        message = parse(
-            Message,
-            {
-                "id": new_message_id(),
-                "type": kind,
-                "from_agent": self._agent_id,
-                "to_agent": to_agent,
-                "payload": dict(payload or {}),
-                "timestamp": now,
-                "correlation_id": correlation_id,
-                "ack_required": ack_required,
-            },
+        message = compose_message(
+            self._agent_id, type, payload, to_agent, correlation_id, ack_required
         )
         self._require_open()
-        seq, addresses = await self._db.write(_writes.insert_message, message, to_ms(now))
+        seq, addresses = await self._db.write(
+            _writes.insert_message, message, to_ms(message.timestamp)
+        )
         await self._wake(addresses)
         return message.model_copy(update={"seq": seq})
 

@@ -27,6 +27,7 @@ from jetpack.shared._mail import (
     MessageType,
 )
 from jetpack.shared._memory import (
+    CALLER_MODEL,
     MAX_EMBEDDING_DIMENSIONS,
     MemoryEntry,
     MemoryInput,
@@ -59,6 +60,7 @@ from jetpack.shared._tasks import (
 from jetpack.shared._time import from_ms, to_ms, utcnow
 
 __all__ = [
+    "CALLER_MODEL",
     "FINAL_STATUSES",
     "HELD_STATUSES",
     "ID_PATTERN",

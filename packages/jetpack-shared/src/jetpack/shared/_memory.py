@@ -11,6 +11,7 @@ from pydantic import Field, StringConstraints, field_validator
 from jetpack.shared._base import MAX_TEXT_CHARS, Identifier, JetpackModel, JsonObject, UtcDatetime
 
 __all__ = [
+    "CALLER_MODEL",
     "FLOAT32_MAX",
     "MAX_EMBEDDING_DIMENSIONS",
     "MemoryEntry",
@@ -22,6 +23,8 @@ __all__ = [
 
 MAX_EMBEDDING_DIMENSIONS = 4096
 """Largest vector accepted."""
+CALLER_MODEL = "caller"
+"""Model name a store records with a vector the caller supplied (not its embedder's)."""
 FLOAT32_MAX = 3.4028234663852886e38
 """Largest finite float32. Vectors are stored and compared as float32, where cosine
 similarity squares them: a vector's length may be at most ``sqrt(FLOAT32_MAX)``."""

@@ -5,14 +5,16 @@
  * Python client refuses (a test compares the two).
  */
 import { z } from "@hono/zod-openapi";
-import { Identifier, Timestamp } from "@jetpack/gateway";
+import {
+  Identifier,
+  JsonObject,
+  MAX_TEXT_CHARS,
+  Str,
+  Timestamp,
+} from "@jetpack/gateway";
 
 export const MAX_TITLE_CHARS = 500;
-export const MAX_TEXT_CHARS = 200_000;
-export const MAX_METADATA_BYTES = 64 * 1024;
 export const MAX_LIST_ITEMS = 1_000;
-/** Deepest nesting accepted in a metadata or result object. */
-export const MAX_JSON_DEPTH = 32;
 /** Longest claim TTL or back-off base: one year. */
 export const MAX_TTL_MS = 365 * 86_400_000;
 
@@ -25,10 +27,6 @@ export const Status = z.enum(STATUSES);
 export const Priority = z.enum(PRIORITIES);
 export const FailureType = z.enum(FAILURE_TYPES);
 
-/** A string with no lone surrogate (it could not be stored as UTF-8). */
-const wellFormed = (s: string): boolean => s.isWellFormed();
-const Str = () => z.string().refine(wellFormed, "contains a lone surrogate (not valid Unicode)");
-
 export const Title = Str().min(1).max(MAX_TITLE_CHARS);
 export const Text = Str().max(MAX_TEXT_CHARS);
 export const Label = Str().min(1).max(200);
@@ -38,56 +36,6 @@ export const Minutes = z.number().int().min(0).max(10_000_000);
 export const Branch = Str().max(255);
 export const TtlMs = z.number().int().positive("must be a positive integer of milliseconds").max(MAX_TTL_MS, "must be at most one year");
 export const AgentId = Identifier;
-
-/** Length of `value` as compact JSON with non-ASCII escaped, as Python's `json.dumps` counts it. */
-export function jsonBytes(value: unknown): number {
-  const text = JSON.stringify(value) ?? "";
-  let extra = 0;
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) extra += 5; // \uXXXX
-  return text.length + extra;
-}
-
-/**
- * Check a JSON value for nesting and lone surrogates (`jetpack.shared._base.json_problem`):
- * an object or list at depth 32 or more (the top level is depth 0) is refused.
- * Returns the offending path, or null.
- */
-function jsonProblem(value: unknown, path: string[], depth: number): { path: string[]; message: string } | null {
-  const container = Array.isArray(value) || (value !== null && typeof value === "object");
-  if (container && depth >= MAX_JSON_DEPTH) {
-    return { path, message: `nests objects and lists deeper than ${MAX_JSON_DEPTH} levels` };
-  }
-  if (typeof value === "string") {
-    return value.isWellFormed() ? null : { path, message: "contains a lone surrogate (not valid Unicode)" };
-  }
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = jsonProblem(value[i], [...path, String(i)], depth + 1);
-      if (found) return found;
-    }
-    return null;
-  }
-  if (value !== null && typeof value === "object") {
-    for (const [key, item] of Object.entries(value)) {
-      if (!key.isWellFormed()) return { path: [...path, key], message: "key contains a lone surrogate" };
-      const found = jsonProblem(item, [...path, key], depth + 1);
-      if (found) return found;
-    }
-  }
-  return null;
-}
-
-/** A JSON object of at most 64 KiB, at most 32 levels deep, valid Unicode throughout. */
-export const JsonObject = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
-  const problem = jsonProblem(value, [], 0);
-  if (problem !== null) {
-    ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
-    return;
-  }
-  if (jsonBytes(value) > MAX_METADATA_BYTES) {
-    ctx.addIssue({ code: "custom", message: `is larger than ${MAX_METADATA_BYTES} bytes as JSON` });
-  }
-});
 
 const dedupe = (items: string[]): string[] => [...new Set(items)];
 

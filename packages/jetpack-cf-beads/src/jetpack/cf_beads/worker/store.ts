@@ -12,10 +12,20 @@
  * below a failed or blocked task is then placed by `rules.resettle`. Graph
  * edits are decisions under version guards (`edits.ts`, `settle.ts`).
  */
-import { ApiError, conflict, invalid, notFound, type Row, type ScopedDb, type Sql } from "@jetpack/gateway";
+import {
+  ApiError,
+  conflict,
+  invalid,
+  jsonBytes,
+  MAX_METADATA_BYTES,
+  notFound,
+  type Row,
+  type ScopedDb,
+  type Sql,
+} from "@jetpack/gateway";
 import * as edits from "./edits";
 import { rowToTask, type TaskRow } from "./rows";
-import { HELD, jsonBytes, MAX_METADATA_BYTES, type Task, type TaskInput, type TaskUpdate } from "./schemas";
+import { HELD, type Task, type TaskInput, type TaskUpdate } from "./schemas";
 import { Graph, retrying } from "./settle";
 import * as q from "./sql";
 

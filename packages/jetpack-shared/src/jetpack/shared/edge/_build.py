@@ -63,6 +63,10 @@ class BuildOptions:
         features: switches that modules' ``configure`` hooks read (test-only
             stand-in bindings and the like).
         rate_limit_namespace: the rate limiter's namespace id (unique per account).
+        local: a build for ``wrangler dev`` (local mode): bindings that have no
+            local emulator (Vectorize, Workers AI) are left out, so modules use
+            what runs locally instead (``wrangler dev`` would bind them to
+            something that throws "needs to be run remotely").
         observability: Workers Logs and traces (on when deployed). Local runs
             (``jetpack edge dev``, the test fixture) build without: there the
             traces go nowhere and cost CPU on every request (about a tenth of
@@ -80,6 +84,7 @@ class BuildOptions:
     modules: Sequence[str] | None = None
     features: Mapping[str, Any] = field(default_factory=dict)
     rate_limit_namespace: str = "1001"
+    local: bool = False
     observability: bool = True
 
     def __post_init__(self) -> None:
@@ -127,7 +132,7 @@ def _index_ts(modules: Sequence[EdgeModule]) -> str:
     for module in modules:
         lines.append(f'import {_identifier(module.name)} from "./modules/{module.name}/routes";')
     for module in modules:
-        classes = ", ".join(do.class_name for do in module.durable_objects)
+        classes = ", ".join([*(do.class_name for do in module.durable_objects), *module.exports])
         if classes:
             lines.append(f'export {{ {classes} }} from "./modules/{module.name}/routes";')
     names = ", ".join(_identifier(m.name) for m in modules)
@@ -175,10 +180,10 @@ def wrangler_config(modules: Sequence[EdgeModule], options: BuildOptions) -> dic
         }
         config["migrations"] = [dict(step) for m in modules for step in m.durable_object_migrations]
     indexes = [v for m in modules for v in m.vectorize]
-    if indexes:
+    if indexes and not options.local:
         config["vectorize"] = [{"binding": v.binding, "index_name": v.index_name} for v in indexes]
     ai = sorted({m.ai_binding for m in modules if m.ai_binding})
-    if ai:
+    if ai and not options.local:
         config["ai"] = {"binding": ai[0]}
     for module in modules:
         if module.configure is not None:

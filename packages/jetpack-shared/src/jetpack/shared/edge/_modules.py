@@ -77,6 +77,9 @@ class EdgeModule:
             order (tags prefixed with the module name, e.g. ``mail-v1``).
         vectorize: indexes bound when deployed.
         ai_binding: name of the Workers AI binding the module reads, if any.
+        exports: other classes ``routes.ts`` exports that the Worker's main
+            module re-exports without binding them (e.g. a test-only Durable
+            Object that a ``configure`` hook binds when a feature asks for it).
         configure: a hook that adjusts the generated wrangler config (e.g. a
             test-only stand-in binding switched on by a build feature).
     """
@@ -87,6 +90,7 @@ class EdgeModule:
     durable_object_migrations: Sequence[Mapping[str, Any]] = ()
     vectorize: Sequence[VectorizeBinding] = ()
     ai_binding: str | None = None
+    exports: Sequence[str] = ()
     configure: ConfigHook | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

@@ -41,6 +41,7 @@ from typing import Any, Self
 import httpx
 
 from jetpack.shared._repeat import repeat_scope
+from jetpack.shared.config import JetpackConfig
 from jetpack.shared.edge import API_VERSION
 from jetpack.shared.errors import (
     AuthError,
@@ -56,6 +57,7 @@ __all__ = [
     "ApiVersionError",
     "EdgeClient",
     "error_from_response",
+    "worker_credentials",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,23 @@ _PART_BYTES = MAX_BODY_BYTES - 4096
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
+
+
+def worker_credentials(config: JetpackConfig) -> tuple[str, str]:
+    """The Worker's URL (``[cloudflare] worker_url``) and token (``JETPACK_API_TOKEN``).
+
+    Either missing is a ValidationError naming it (``cloudflare.worker_url``,
+    ``cloudflare.api_token``) and saying where to set it.
+    """
+    edge = config.cloudflare
+    if not edge.worker_url:
+        raise ValidationError(
+            "cloudflare.worker_url",
+            "is not set (JETPACK_WORKER_URL or [cloudflare] worker_url)",
+        )
+    if edge.api_token is None or not edge.api_token.get_secret_value():
+        raise ValidationError("cloudflare.api_token", "is not set (JETPACK_API_TOKEN)")
+    return edge.worker_url, edge.api_token.get_secret_value()
 
 
 class ApiVersionError(JetpackError):
@@ -279,20 +298,24 @@ class EdgeClient:
         params: Mapping[str, str | int] | None = None,
         allow: Collection[int] = (),
         not_found: tuple[str, str] | None = None,
+        read: bool = False,
     ) -> httpx.Response:
         """Send a request; a success (2xx or a status in ``allow``) comes back, a refusal raises.
 
         Mutations (POST, PATCH) carry a fresh ``Idempotency-Key``, kept across
         retries (inside :func:`jetpack.shared.repeatable`, a key derived from its
-        scope and the request, so a repeated call is the same request). A body
-        over 1 MiB is uploaded in parts first.
+        scope and the request, so a repeated call is the same request).
+        ``read=True`` marks a POST that only reads (a search whose arguments
+        travel in the body): it goes without a key (the Worker keeps no answer
+        for it) and is retried like a GET. A body over 1 MiB is uploaded in
+        parts first.
         """
         if self._http is None or not self._checked:
             await self.open()
         method = method.upper()
         body = None if json is None else _encode(json)
         headers: dict[str, str] = {}
-        idempotent = method in _IDEMPOTENT
+        idempotent = method in _IDEMPOTENT or read
         if not idempotent:
             headers["Idempotency-Key"] = _idempotency_key(method, path, body)
         if body is not None:

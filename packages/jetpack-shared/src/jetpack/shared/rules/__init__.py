@@ -4,11 +4,12 @@ Backends (and the in-memory reference store) call these so that readiness,
 back-off, lease overlap, ranking and ids mean the same thing everywhere.
 """
 
-from jetpack.shared._memory import FLOAT32_MAX, float32_problem
+from jetpack.shared._memory import FLOAT32_MAX, check_embedding, float32_problem
 from jetpack.shared.rules._checks import (
     MAX_TTL_MS,
     check_agent_id,
     check_json_object,
+    check_limit,
     check_options,
     check_text,
     check_ttl,
@@ -16,7 +17,15 @@ from jetpack.shared.rules._checks import (
     option_names,
 )
 from jetpack.shared.rules._ids import base36, new_id, new_memory_id, new_message_id, new_task_id
-from jetpack.shared.rules._messages import Outgoing, outgoing
+from jetpack.shared.rules._messages import (
+    Outgoing,
+    check_info,
+    check_message_id,
+    compose_message,
+    message_type,
+    outgoing,
+    subscription_key,
+)
 from jetpack.shared.rules._paths import (
     MAX_PATH_CHARS,
     is_glob,
@@ -50,11 +59,13 @@ from jetpack.shared.rules._tasks import (
     status_change,
     topological_order,
 )
+from jetpack.shared.rules._text import FTS_STOPWORDS, fts_trigram_query, fts_word_query
 
 __all__ = [
     "DEFAULT_CLAIM_TTL_MS",
     "DEFAULT_RETRY_BASE_MS",
     "FLOAT32_MAX",
+    "FTS_STOPWORDS",
     "HYBRID_DECISIVE_RATIO",
     "HYBRID_TEXT_WEIGHT",
     "MAX_PATH_CHARS",
@@ -66,20 +77,28 @@ __all__ = [
     "blocker_for",
     "blocker_names",
     "check_agent_id",
+    "check_embedding",
     "check_imported",
+    "check_info",
     "check_json_object",
+    "check_limit",
+    "check_message_id",
     "check_options",
     "check_text",
     "check_ttl",
     "claim_order_key",
+    "compose_message",
     "dependants_closure",
     "find_cycle",
     "float32_problem",
+    "fts_trigram_query",
+    "fts_word_query",
     "fuse_hybrid",
     "has_skills",
     "is_final",
     "is_glob",
     "is_ready",
+    "message_type",
     "nearest",
     "new_id",
     "new_memory_id",
@@ -95,5 +114,6 @@ __all__ = [
     "retention_score",
     "retry_delay_ms",
     "status_change",
+    "subscription_key",
     "topological_order",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_TTL_MS",
     "check_agent_id",
     "check_json_object",
+    "check_limit",
     "check_options",
     "check_text",
     "check_ttl",
@@ -46,6 +47,13 @@ def check_ttl(ttl_ms: object, field: str = "ttl_ms", maximum: int = MAX_TTL_MS) 
     if ttl_ms > maximum:
         raise ValidationError(field, f"must be at most {maximum} ms")
     return ttl_ms
+
+
+def check_limit(limit: object, field: str = "limit") -> int:
+    """A page size from 1 to 10 000."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise ValidationError(field, "must be an integer from 1 to 10000")
+    return limit
 
 
 def check_text(value: object, field: str) -> str:

@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,12 @@ class EdgeWorker:
     ) -> EdgeWorker:
         """Build into ``root/worker`` and serve it (state: ``persist_to``, else ``root/state``).
 
-        ``modules`` defaults to every installed cf package's module.
+        ``modules`` defaults to every installed cf package's module. The build is
+        a local one (``BuildOptions.local``): no Vectorize or Workers AI binding.
         """
         toolchain = toolchain or ensure_toolchain()
-        options = options or BuildOptions(observability=False)  # as `jetpack edge dev` runs it
+        # A local build, as `jetpack edge dev` runs it (by default also without traces).
+        options = replace(options or BuildOptions(observability=False), local=True)
         build = build_worker(root / "worker", options, modules=modules, toolchain=toolchain)
         server = DevServer(
             build,

@@ -42,6 +42,11 @@ export interface Variables {
   db: ScopedDb;
   /** Set by a route that wants its audit row to carry an agent id. */
   auditAgent: string | null;
+  /**
+   * Set (by the `readOnly()` middleware) on a POST that only reads, such as a
+   * search whose arguments travel in the body: it is audited only if refused.
+   */
+  readOnly: boolean;
   /** The code of the error response, for the audit row. */
   errorCode: string | null;
   /**

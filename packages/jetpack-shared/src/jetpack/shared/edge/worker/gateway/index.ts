@@ -32,6 +32,22 @@ export {
   invalid,
   notFound,
 } from "./errors";
-export { MAX_BODY_BYTES } from "./middleware";
+export { type AuditRecord, auditStatement, MAX_BODY_BYTES, readOnly } from "./middleware";
 export { actAs, projectOf, requireAdmin } from "./principal";
-export { Identifier, ID_PATTERN, Timestamp, toIso, toMs } from "./schemas";
+export {
+  Identifier,
+  ID_PATTERN,
+  JsonObject,
+  jsonBytes,
+  jsonObject,
+  jsonProblem,
+  MAX_JSON_DEPTH,
+  MAX_METADATA_BYTES,
+  MAX_TEXT_CHARS,
+  Str,
+  TextOf,
+  Timestamp,
+  toIso,
+  toMs,
+  wellFormed,
+} from "./schemas";

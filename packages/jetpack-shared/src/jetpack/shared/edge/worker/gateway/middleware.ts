@@ -43,6 +43,7 @@ export const requestId = (): Middleware => async (c, next) => {
   c.set("requestId", id);
   c.set("principal", null);
   c.set("auditAgent", null);
+  c.set("readOnly", false);
   c.set("errorCode", null);
   c.set("deferred", []);
   const timer = new DbTimer();
@@ -82,6 +83,32 @@ export const cors = (): Middleware => async (c, next) => {
 
 const READS = new Set(["GET", "HEAD"]);
 
+/** One row of the audit log (never the token, only its id). */
+export interface AuditRecord {
+  at: number;
+  requestId: string;
+  project: string | null;
+  tokenId: string | null;
+  agentId: string | null;
+  method: string;
+  route: string;
+  path: string;
+  status: number;
+  code: string | null;
+}
+
+/**
+ * The statement writing one audit row. The audit middleware writes one per
+ * request; a Durable Object that takes mutations over a WebSocket (no HTTP
+ * request per mutation) writes its own with it.
+ */
+export function auditStatement(d1: D1Database, row: AuditRecord): D1PreparedStatement {
+  return new GatewayDb(d1).prepare(sql`INSERT INTO audit_log
+      (at, request_id, project, token_id, agent_id, method, route, path, status, code)
+    VALUES (${row.at}, ${row.requestId}, ${row.project}, ${row.tokenId}, ${row.agentId}, ${row.method},
+      ${row.route}, ${row.path.slice(0, 512)}, ${row.status}, ${row.code})`);
+}
+
 /**
  * The audit log: every mutation and every refused request (never the token,
  * only its id). The row is written just after the response, in one batch with
@@ -90,18 +117,24 @@ const READS = new Set(["GET", "HEAD"]);
 export const audit = (): Middleware => async (c, next) => {
   await next();
   const status = c.res.status;
-  const gw = new GatewayDb(c.env.DB);
   const deferred = c.get("deferred");
-  if (!READS.has(c.req.method) || status >= 400) {
+  if (!(READS.has(c.req.method) || c.get("readOnly")) || status >= 400) {
     const principal = c.get("principal");
     const project = principal?.kind === "project" ? principal.project : null;
     const agent = c.get("auditAgent") ?? (principal?.kind === "project" ? principal.agentId : null);
     deferred.push(
-      gw.prepare(sql`INSERT INTO audit_log
-          (at, request_id, project, token_id, agent_id, method, route, path, status, code)
-        VALUES (${Date.now()}, ${c.get("requestId")}, ${project}, ${principal?.tokenId ?? null},
-          ${agent}, ${c.req.method}, ${routePath(c, -1)}, ${c.req.path.slice(0, 512)}, ${status},
-          ${c.get("errorCode")})`),
+      auditStatement(c.env.DB, {
+        at: Date.now(),
+        requestId: c.get("requestId"),
+        project,
+        tokenId: principal?.tokenId ?? null,
+        agentId: agent,
+        method: c.req.method,
+        route: routePath(c, -1),
+        path: c.req.path,
+        status,
+        code: c.get("errorCode"),
+      }),
     );
   }
   if (deferred.length > 0) {
@@ -112,6 +145,15 @@ export const audit = (): Middleware => async (c, next) => {
       ),
     );
   }
+};
+
+/**
+ * Mark a route's requests as reads (a POST search): no audit row unless
+ * refused. Register it with `app.use(path, readOnly())` before the route.
+ */
+export const readOnly = (): Middleware => async (c, next) => {
+  c.set("readOnly", true);
+  await next();
 };
 
 /** Bodies over 1 MiB → 413 (by Content-Length, or while streaming one without it). */

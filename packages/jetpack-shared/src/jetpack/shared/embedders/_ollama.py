@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from jetpack.cass.embedders._http import HTTPEmbedder
+from jetpack.shared.embedders._http import HTTPEmbedder
 
 __all__ = ["OllamaEmbedder", "ollama_base_url"]
 

@@ -12,11 +12,11 @@ Specs::
 
 from __future__ import annotations
 
-from jetpack.cass.embedders._base import Embedder
-from jetpack.cass.embedders._local import LocalEmbedder
-from jetpack.cass.embedders._ollama import OllamaEmbedder
-from jetpack.cass.embedders._openai import OpenAIEmbedder
-from jetpack.cass.embedders._workers_ai import WorkersAIEmbedder
+from jetpack.shared.embedders._base import Embedder
+from jetpack.shared.embedders._local import LocalEmbedder
+from jetpack.shared.embedders._ollama import OllamaEmbedder
+from jetpack.shared.embedders._openai import OpenAIEmbedder
+from jetpack.shared.embedders._workers_ai import WorkersAIEmbedder
 from jetpack.shared.errors import ValidationError
 
 __all__ = ["EMBEDDER_SPECS", "get_embedder"]

@@ -24,12 +24,12 @@ from typing import Any, Self
 
 import httpx
 
-from jetpack.cass.embedders._base import EmbedderError, check_texts, check_vectors
+from jetpack.shared.embedders._base import EmbedderError, check_texts, check_vectors
 from jetpack.shared.errors import AuthError, UnavailableError
 
 __all__ = ["HTTPEmbedder", "backoff_delay"]
 
-logger = logging.getLogger("jetpack.cass.embedders")
+logger = logging.getLogger("jetpack.shared.embedders")
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(520, 531))
 

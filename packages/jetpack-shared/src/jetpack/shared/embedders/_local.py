@@ -32,9 +32,9 @@ import numpy.typing as npt
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from jetpack.cass.embedders._base import check_texts
-from jetpack.cass.embedders._bert import BertConfig, BertWeights, encode
-from jetpack.cass.embedders._blas import single_threaded_blas
+from jetpack.shared.embedders._base import check_texts
+from jetpack.shared.embedders._bert import BertConfig, BertWeights, encode
+from jetpack.shared.embedders._blas import single_threaded_blas
 from jetpack.shared.errors import BackendNotInstalledError
 
 __all__ = [

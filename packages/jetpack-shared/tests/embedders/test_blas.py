@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController, threadpool_limits  # type: ignore[import-untyped]
 
-import jetpack.cass.embedders._local as local
-from jetpack.cass.embedders import LocalEmbedder
-from jetpack.cass.embedders._blas import single_threaded_blas
+import jetpack.shared.embedders._local as local
+from jetpack.shared.embedders import LocalEmbedder
+from jetpack.shared.embedders._blas import single_threaded_blas
 
 
 def blas_threads() -> int:

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jetpack.cass.embedders import (
+from jetpack.shared.embedders import (
     DEFAULT_LOCAL_MODEL,
     MODEL_DIR_ENV,
     Embedder,
     LocalEmbedder,
     find_model_dir,
 )
-from jetpack.cass.embedders._bert import _erf
+from jetpack.shared.embedders._bert import _erf
 from jetpack.shared.errors import BackendNotInstalledError
 
 REFERENCE = json.loads((Path(__file__).parent / "reference_vectors.json").read_text())

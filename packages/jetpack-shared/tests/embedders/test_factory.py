@@ -4,8 +4,8 @@ from collections.abc import Sequence
 
 import pytest
 
-import jetpack.cass.embedders as embedders
-from jetpack.cass.embedders import (
+import jetpack.shared.embedders as embedders
+from jetpack.shared.embedders import (
     Embedder,
     LocalEmbedder,
     OllamaEmbedder,

@@ -18,15 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from jetpack.cass.embedders import (
+from jetpack.shared.embedders import (
     Embedder,
     EmbedderError,
     OllamaEmbedder,
     OpenAIEmbedder,
     WorkersAIEmbedder,
 )
-from jetpack.cass.embedders._http import backoff_delay
-from jetpack.cass.embedders._ollama import ollama_base_url
+from jetpack.shared.embedders._http import backoff_delay
+from jetpack.shared.embedders._ollama import ollama_base_url
 from jetpack.shared.errors import AuthError, UnavailableError, ValidationError
 
 KEY = "sk-test-SECRET-0123456789"

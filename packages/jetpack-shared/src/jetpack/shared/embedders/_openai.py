@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from jetpack.cass.embedders._http import HTTPEmbedder
+from jetpack.shared.embedders._http import HTTPEmbedder
 from jetpack.shared.errors import AuthError
 
 __all__ = ["OpenAIEmbedder"]
