@@ -56,13 +56,11 @@ class Swarm:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("JETPACK_")}
         self.env["COLUMNS"] = "200"
         if edge is not None:
-            self.env.update(
-                {
-                    "JETPACK_WORKER_URL": edge.url,
-                    "JETPACK_API_TOKEN": edge.token,
-                    "JETPACK_TASKS_BACKEND": "cloudflare",
-                }
-            )
+            self.env.update({"JETPACK_WORKER_URL": edge.url, "JETPACK_API_TOKEN": edge.token})
+        if backend == "edge":  # tasks and mail on the Worker, memory on each machine
+            self.env.update({"JETPACK_MODE": "edge", "JETPACK_MEMORY_BACKEND": "local"})
+        elif backend == "mixed":  # the reverse: local tasks and mail, memory on the Worker
+            self.env.update({"JETPACK_MEMORY_BACKEND": "cloudflare"})
         self.shared = root / "shared"
 
     def folder(self, name: str, **orchestrator: Any) -> Path:
@@ -79,6 +77,7 @@ class Swarm:
             "beads": {"retry_base_ms": 200},
             "cf_beads": {"retry_base_ms": 200},
             "cass": {"embedder": "none"},
+            "cf_cass": {"embedder": "none"},
         }
         (folder / CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
         (folder / CONFIG_FILE).write_text(dump_toml(data), encoding="utf-8")
@@ -187,12 +186,15 @@ def assert_dependency_order(folders: list[Path], tasks: dict[str, Task]) -> None
 
 @pytest.fixture(params=["local", "edge"])
 def swarm(request: pytest.FixtureRequest, tmp_path: Path) -> Swarm:
+    """``local``: stores in one shared folder; ``edge``: tasks and mail on a Worker, local
+    memory; ``mixed``: local tasks and mail, memory on a Worker."""
     edge: EdgeProject | None = None
-    if request.param == "edge":
+    if request.param != "local":
         edge = request.getfixturevalue("edge_project")
     return Swarm(tmp_path, request.param, edge)
 
 
+@pytest.mark.parametrize("swarm", ["local", "edge", "mixed"], indirect=True)
 def test_two_runs_share_200_tasks_exactly_once_in_dependency_order(swarm: Swarm) -> None:
     laptop, ci = swarm.folder("laptop"), swarm.folder("ci")
     observer = swarm.folder("observer")
@@ -235,12 +237,16 @@ def test_a_killed_run_loses_nothing_its_claims_are_retaken(swarm: Swarm) -> None
     )
     victim = swarm.start(doomed, "--executor", "demo", "-n", "3")
     other = swarm.start(survivor, "--executor", "demo", "--until-empty", "-n", "3")
-    wait_for(lambda: len(of_kind([doomed], "completed")) >= 3, timeout=120)
+
+    def holding() -> set[str]:
+        return {e["task_id"] for e in of_kind([doomed], "claimed")} - {
+            e["task_id"] for e in of_kind([doomed], "completed")
+        }
+
+    wait_for(lambda: len(of_kind([doomed], "completed")) >= 3 and holding(), timeout=120)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=30)
-    held_when_killed = {e["task_id"] for e in of_kind([doomed], "claimed")} - {
-        e["task_id"] for e in of_kind([doomed], "completed")
-    }
+    held_when_killed = holding()
     assert held_when_killed, "the killed run held nothing"
     finish(other)
     tasks = swarm.all_tasks(survivor)
