@@ -340,7 +340,6 @@ def main() -> None:
                 "JETPACK_MODE": "edge",
                 "JETPACK_WORKER_URL": project.url,
                 "JETPACK_API_TOKEN": project.token,
-                "JETPACK_MAIL_BACKEND": os.environ.get("BENCH_MAIL", "cloudflare"),
             }
             m = args.edge_tasks
             edge_bare, edge_run = swarm_pair(base / "edge", {}, edge_env, m, agents)

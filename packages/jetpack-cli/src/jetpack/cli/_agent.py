@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 
 START_DELAY_S = 0.25
 """An attempt still running after this long is marked ``in_progress`` in the task store."""
+FLUSH_S = 5.0
+"""At sign-off, how long the broadcasts still queued get to go out."""
 CANCEL = "cancel"
 """The ``action`` of a ``coordination.request`` that stops a task's attempt."""
 
@@ -129,6 +131,8 @@ class Agent:
         self._claim_lost = False
         self._reporting = False
         self._busy_changed = asyncio.Event()
+        self._outgoing: asyncio.Queue[tuple[MessageType, dict[str, Any]]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
         bus.subscribe(MessageType.COORDINATION_REQUEST, self._on_request)
 
     # ---------------------------------------------------------------- presence
@@ -185,6 +189,7 @@ class Agent:
             "mail", self.bus.send_heartbeat(AgentStatus.OFFLINE, self.presence())
         )
         await self._publish(MessageType.AGENT_STOPPED, {"run_id": self.context.run_id})
+        await self._flush(FLUSH_S)
         self._emit("stopped")
 
     # ---------------------------------------------------------------- one task
@@ -720,7 +725,35 @@ class Agent:
         self.context.emit(kind, self.agent_id, task_id, text)
 
     async def _publish(self, kind: MessageType, payload: dict[str, Any]) -> None:
-        await self.context.network.quietly("mail", self.bus.publish(kind, payload))
+        """Broadcast in the background, in order: the agent never waits for the mail bus."""
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all(), name=f"{self.agent_id}-mail")
+        self._outgoing.put_nowait((kind, payload))
+
+    async def _send_all(self) -> None:
+        while True:
+            kind, payload = await self._outgoing.get()
+            try:
+                await self.context.network.quietly("mail", self.bus.publish(kind, payload))
+            finally:
+                self._outgoing.task_done()
+
+    async def _flush(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the queued broadcasts to go out; then stop sending."""
+        sender, self._sender = self._sender, None
+        if sender is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._outgoing.join()
+        if self._outgoing.qsize():
+            logger.warning(
+                "%s: %d broadcasts not sent (the mail bus is away)",
+                self.agent_id,
+                self._outgoing.qsize(),
+            )
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
 
 
 def _held_by(task: Task | None, agent_id: str) -> bool:
