@@ -35,6 +35,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,17 +169,38 @@ def seed(folder: Path, env: dict[str, str], n: int) -> None:
     asyncio.run(write())
 
 
+Ticks = Callable[[], dict[str, int]]
+
+
 def swarm_pair(
-    base: Path, data: dict[str, Any], env: dict[str, str], n: int, agents: int
+    base: Path,
+    data: dict[str, Any],
+    env: dict[str, str],
+    n: int,
+    agents: int,
+    cpu: Ticks | None = None,
 ) -> tuple[float, float]:
-    """Bare store, then the agent loop, across two processes: (bare s, loop s)."""
+    """Bare store, then the agent loop, across two processes: (bare s, loop s).
+
+    With ``cpu`` (CPU ticks by process role), print the server's CPU per task of each.
+    """
     times = []
     for kind in ("bare", "run"):
         folders = [base / kind / name for name in ("laptop", "ci")]
         for folder in folders:
             make_project(folder, data)
         seed(folders[0], env, n)
+        before = cpu() if cpu is not None else {}
         results, wall = two_processes(kind, folders, env, agents)
+        if cpu is not None:
+            after, hz = cpu(), os.sysconf("SC_CLK_TCK")
+            spent = {
+                role: 1000 * (after[role] - before.get(role, 0)) / hz / n
+                for role in after
+                if not role.startswith("client")
+            }
+            shown = ", ".join(f"{role} {ms:.1f}" for role, ms in sorted(spent.items()))
+            print(f"  ({kind}: server CPU per task, ms: {shown})")
         if kind == "run":
             ids = [t for run in results for t in run]
             assert len(ids) == n and len(set(ids)) == n, (len(ids), len(set(ids)))
@@ -342,8 +364,12 @@ def main() -> None:
                 "JETPACK_API_TOKEN": project.token,
             }
             m = args.edge_tasks
-            edge_bare, edge_run = swarm_pair(base / "edge", {}, edge_env, m, agents)
+            from edge import cpu_ticks  # bench/edge.py: CPU of the Worker's processes
+
             print(f"{m} tasks on the edge (tasks and mail on local workerd, loopback)")
+            edge_bare, edge_run = swarm_pair(
+                base / "edge", {}, edge_env, m, agents, lambda: cpu_ticks(worker.server.pid)
+            )
             print(line("edge: bare store", edge_bare, m))
             print(line("edge: agent loop", edge_run, m, edge_bare))
             ratio = (m / edge_run) / (n / local_run)

@@ -27,8 +27,9 @@ from typing import Any
 
 import pytest
 
-from jetpack.shared import Task, TaskStatus
+from jetpack.shared import Task, TaskStatus, repeatable
 from jetpack.shared.config import CONFIG_FILE, dump_toml, load_config
+from jetpack.shared.errors import ConflictError
 from jetpack.shared.registry import create_store
 from jetpack.shared.testing.edge import EdgeProject, EdgeWorker, edge_project, edge_worker
 
@@ -355,3 +356,22 @@ def test_a_worker_restart_mid_run_fails_no_task(
         assert len(down) == len(back) <= 2, (down, back)  # once per store that went away
         assert err.count("does not answer") == len(down), err
     assert of_kind([one, two], "offline"), "no run noticed the restart"
+
+
+async def test_a_repeated_report_in_one_scope_is_answered_not_applied_twice(
+    edge_project: EdgeProject,
+) -> None:
+    env = {"JETPACK_WORKER_URL": edge_project.url, "JETPACK_API_TOKEN": edge_project.token}
+    config = load_config(Path("."), env={**env, "JETPACK_TASKS_BACKEND": "cloudflare"})
+    async with create_store(config, "tasks") as store:
+        await store.create_tasks([{"id": "r1", "title": "R1"}, {"id": "r2", "title": "R2"}])
+        for task_id in ("r1", "r2"):
+            assert await store.claim_task(task_id, "agent-x-1") is not None
+        with repeatable("agent-x-1:r1:attempt-1:complete"):
+            first = await store.complete_task("r1", "agent-x-1", result={"summary": "done"})
+            # The answer was lost, say: the same call again is the same request.
+            again = await store.complete_task("r1", "agent-x-1", result={"summary": "done"})
+        assert again.status is TaskStatus.COMPLETED and again.completed_at == first.completed_at
+        await store.complete_task("r2", "agent-x-1")
+        with pytest.raises(ConflictError):  # outside a scope a repeat is a new request
+            await store.complete_task("r2", "agent-x-1")
