@@ -375,3 +375,32 @@ async def test_a_repeated_report_in_one_scope_is_answered_not_applied_twice(
         await store.complete_task("r2", "agent-x-1")
         with pytest.raises(ConflictError):  # outside a scope a repeat is a new request
             await store.complete_task("r2", "agent-x-1")
+
+
+def test_status_watch_follows_runs_that_start_after_it(swarm: Swarm) -> None:
+    observer, worker = swarm.folder("observer"), swarm.folder("worker")
+    swarm.seed(
+        worker,
+        [{"id": f"w{i}", "title": f"W{i}", "metadata": {"demo": {"seconds": 4}}} for i in range(2)],
+    )
+    watch = subprocess.Popen(
+        swarm.argv(observer, "status", "--watch"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=swarm.env,
+    )
+    try:
+        time.sleep(3)  # the watch has read the stores once: no agent yet
+        run = swarm.start(worker, "--executor", "demo", "--until-empty", "-n", "2")
+        wait_for(lambda: len(of_kind([worker], "claimed")) == 2, timeout=60)
+        time.sleep(1.5)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0, err
+    run_id = of_kind([worker], "claimed")[0]["run_id"]
+    # The run's agents and their tasks came from the bus (the full re-read is every 30 s).
+    assert f"agent-{run_id}-1" in out and f"agent-{run_id}-2" in out, out
+    assert "busy" in out and "w0" in out and "w1" in out, out
+    finish(run)
