@@ -226,13 +226,16 @@ async def update(
 @run_async
 async def done(task_id: str) -> None:
     """Mark a task completed by hand (claims it for `cli` when it is ready)."""
-    async with open_tasks(project_config()) as store:
+    config = project_config()
+    async with open_tasks(config) as store, open_mail(config) as bus:
         task_id = await resolve_task_id(store, task_id)
         claimed = await store.claim_task(task_id, "cli")
         if claimed is not None:
             task = await store.complete_task(task_id, "cli", result={"summary": "by hand"})
         else:
             task = await store.update_task(task_id, {"status": TaskStatus.COMPLETED})
+        # Its dependants may be ready now: idle agents of running swarms wake up.
+        await bus.publish(MessageType.TASK_COMPLETED, {"task_id": task.id})
     console.print(f"{task.id}: {task.status}")
 
 
