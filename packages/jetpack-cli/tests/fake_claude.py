@@ -35,6 +35,18 @@ import time
 import uuid
 
 
+def expand(value):
+    """``${VAR}`` and ``${VAR:-default}`` from our environment, as Claude Code expands them."""
+
+    def one(match):
+        name, default = match.group(1), match.group(2)
+        if default is None:
+            return os.environ.get(name, match.group(0))  # unset: left as written
+        return os.environ.get(name) or default
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", one, value)
+
+
 def emit(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -84,7 +96,7 @@ def call_jetpack_tool(config, tool, arguments):
     params = StdioServerParameters(
         command=entry["command"],
         args=list(entry.get("args", [])),
-        env={**os.environ, **entry.get("env", {})},
+        env={**os.environ, **{k: expand(v) for k, v in entry.get("env", {}).items()}},
     )
 
     async def run():

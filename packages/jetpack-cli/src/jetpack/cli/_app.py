@@ -138,8 +138,11 @@ def default_config() -> dict[str, Any]:
     }
 
 
-def _edge_keys(data: dict[str, Any], url: str, local: list[str]) -> None:
-    """Put the project on the Worker at ``url`` (``local``: stores kept on this machine)."""
+def _edge_keys(data: dict[str, Any], url: str, local: list[str]) -> dict[str, Any]:
+    """Put the project on the Worker at ``url`` (``local``: stores kept on this machine).
+
+    Returns the config with its edge keys first (mode, [stores], [cloudflare]).
+    """
     data["mode"] = "edge"
     edge = data.setdefault("cloudflare", {})
     if not isinstance(edge, dict):
@@ -153,6 +156,11 @@ def _edge_keys(data: dict[str, Any], url: str, local: list[str]) -> None:
             stores[store] = Backend.LOCAL.value
         elif stores.get(store) == Backend.LOCAL.value:
             del stores[store]
+    first = ("mode", "stores", "cloudflare")
+    return {
+        **{k: data[k] for k in first if data.get(k)},
+        **{k: data[k] for k in data if k not in first},
+    }
 
 
 @app.command()
@@ -208,7 +216,7 @@ async def init(
         if executor is not None:
             data.setdefault("agents", {})["executor"] = executor
         if url is not None:
-            _edge_keys(data, url, kept)
+            data = _edge_keys(data, url, kept)
         text = dump_toml(data)
         _validate_text(root, text)
         file.parent.mkdir(parents=True, exist_ok=True)
