@@ -20,6 +20,7 @@ from jetpack.cli._common import (
     STORES,
     console,
     fail,
+    install_hint,
     open_adapters,
     project_config,
     project_dir,
@@ -31,7 +32,7 @@ from jetpack.cli._keys import check_key
 from jetpack.cli._settings import Settings, load_settings
 from jetpack.shared.config import CONFIG_FILE, Backend, JetpackConfig, dump_toml, load_config
 from jetpack.shared.credentials import worker_key
-from jetpack.shared.errors import ValidationError
+from jetpack.shared.errors import BackendNotInstalledError, ValidationError
 from jetpack.shared.registry import KNOWN_BACKENDS, create_store, discover_backends
 
 __all__ = ["GITIGNORE", "app", "default_config", "ensure_gitignore"]
@@ -227,7 +228,12 @@ async def init(
     added = ensure_gitignore(config)
     if added:
         console.print(f"added to {root / '.gitignore'}: {' '.join(added)}")
-    await _open_stores(config)
+    try:
+        await _open_stores(config)
+    except BackendNotInstalledError as exc:
+        raise fail(
+            f"{install_hint(exc)}\n  ({file} is written; then run `jetpack doctor`)"
+        ) from exc
 
 
 async def _open_stores(config: JetpackConfig) -> None:

@@ -25,7 +25,7 @@ from jetpack.shared.errors import (
     NotFoundError,
     ValidationError,
 )
-from jetpack.shared.registry import Adapters, create_adapters, create_store
+from jetpack.shared.registry import Adapters, create_adapters, create_store, load_backend
 
 __all__ = [
     "STORES",
@@ -154,6 +154,8 @@ def check_edge_access(config: JetpackConfig, stores: Iterable[StoreKind] = STORE
     edge = [store for store in stores if config.backend_for(store) is Backend.CLOUDFLARE]
     if not edge:
         return
+    for store in edge:
+        load_backend(f"{store}.{Backend.CLOUDFLARE.value}")  # not installed: what to install
     which = ", ".join(edge)
     if not config.cloudflare.worker_url:
         raise ValidationError(

@@ -298,7 +298,12 @@ async def _health_only(report: Report, url: str, bad: Level) -> None:
         async with httpx.AsyncClient(timeout=10) as http:
             answer = await http.get(url.rstrip("/") + "/api/health")
     except httpx.HTTPError as exc:
-        report.add("worker", "health", bad, f"{url} does not answer: {type(exc).__name__}")
+        report.add(
+            "worker",
+            "health",
+            bad,
+            f"the Worker at {url} did not answer GET /api/health: {type(exc).__name__}",
+        )
         return
     elapsed = (time.perf_counter() - started) * 1000
     if answer.status_code == 200:
