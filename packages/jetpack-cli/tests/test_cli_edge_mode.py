@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import time
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -413,3 +415,179 @@ def test_demo_never_writes_into_the_edge_project(cli: Cli, edge_project: EdgePro
     refused = cli("demo", "--dir", str(cli.root), ok=False)
     assert "already holds a Jetpack project" in refused.stderr
     assert edge_tasks(edge_project) == []
+
+
+# ------------------------------------------------------------------ agent-bound tokens
+
+PROBE = """\
+import json, pathlib, sys, time
+import httpx
+import os
+
+out, url = pathlib.Path(sys.argv[1]), sys.argv[2]
+token, agent = os.environ["JETPACK_API_TOKEN"], os.environ["JETPACK_AGENT_ID"]
+task = os.environ["JETPACK_TASK_ID"]
+with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    me = http.get("/api/whoami").json()
+    mine = http.post(f"/api/tasks/{task}/renew", json={"agent_id": agent}).status_code
+    other = http.post(f"/api/tasks/{task}/renew", json={"agent_id": "intruder"}).status_code
+    mint = http.post("/api/tokens", json={"agent_id": "intruder"}).status_code
+seen = {"agent": agent, "token": token, "me": me, "mine": mine, "other": other, "mint": mint}
+(out / (task + ".json")).write_text(json.dumps(seen))
+time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0)
+"""
+"""A task command: what its agent token may do, written to OUT/<task>.json, then a nap."""
+
+
+def agent_tokens_of(project: EdgeProject) -> list[dict[str, Any]]:
+    answer = call(project, "GET", "/api/tokens", project.token)
+    assert answer.status_code == 200, answer.text
+    return [t for t in answer.json()["tokens"] if t["agent_id"] is not None]
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> tuple[Path, Path]:
+    script, out = tmp_path / "probe.py", tmp_path / "seen"
+    script.write_text(PROBE)
+    out.mkdir()
+    return script, out
+
+
+def test_each_agent_gets_a_token_acting_only_as_itself_revoked_after_the_run(
+    cli: Cli, probe: tuple[Path, Path], edge_project: EdgeProject
+) -> None:
+    script, out = probe
+    cli.env["JETPACK_API_TOKEN"] = edge_project.token
+    cli("init", "--edge", edge_project.url, "--local", "mail", "--local", "memory")
+    command = f"{sys.executable} {script} {out} {edge_project.url} 1"
+    for n in range(3):
+        cli("task", "add", f"probe {n}", "--command", command)
+    run = cli("start", "--executor", "command", "--until-empty", "-n", "2", "--no-live")
+    assert "3 completed" in run.stdout, run.stdout
+    seen = [json.loads(p.read_text()) for p in sorted(out.iterdir())]
+    assert len(seen) == 3
+    by_agent: dict[str, set[str]] = {}
+    for probe_run in seen:
+        assert probe_run["token"] != edge_project.token
+        assert probe_run["me"]["agent_id"] == probe_run["agent"]
+        assert probe_run["me"]["project"] == edge_project.project
+        assert (probe_run["mine"], probe_run["other"], probe_run["mint"]) == (200, 403, 403)
+        by_agent.setdefault(probe_run["agent"], set()).add(probe_run["token"])
+    assert all(len(tokens) == 1 for tokens in by_agent.values()), "one token per agent"
+    assert len({t for tokens in by_agent.values() for t in tokens}) == len(by_agent)
+    minted = agent_tokens_of(edge_project)
+    assert {t["agent_id"] for t in minted} == set(by_agent)
+    assert all(t["revoked_at"] is not None and t["expires_at"] for t in minted)
+    for probe_run in seen:
+        assert call(edge_project, "GET", "/api/whoami", probe_run["token"]).status_code == 401
+    assert not files_holding(cli.root, seen[0]["token"])
+
+
+def test_ctrl_c_revokes_the_agent_tokens(
+    cli: Cli, probe: tuple[Path, Path], edge_project: EdgeProject
+) -> None:
+    script, out = probe
+    cli.env["JETPACK_API_TOKEN"] = edge_project.token
+    cli("init", "--edge", edge_project.url, "--local", "mail", "--local", "memory")
+    cli("config", "set", "orchestrator.shutdown_grace_s", "1")
+    cli(
+        "task",
+        "add",
+        "long",
+        "--command",
+        f"{sys.executable} {script} {out} {edge_project.url} 120",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jetpack.cli", "start", "--executor", "command", "--no-live"],
+        cwd=cli.root,
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(out.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    seen = json.loads(next(out.iterdir()).read_text())
+    assert call(edge_project, "GET", "/api/whoami", seen["token"]).status_code == 200
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert call(edge_project, "GET", "/api/whoami", seen["token"]).status_code == 401
+    assert all(t["revoked_at"] for t in agent_tokens_of(edge_project))
+
+
+def test_claudes_mcp_server_acts_with_its_agents_token(
+    cli: Cli, fake_claude: Path, edge_worker: EdgeWorker, edge_project: EdgeProject
+) -> None:
+    cli.env["PATH"] = f"{fake_claude.parent}{os.pathsep}{cli.env['PATH']}"
+    cli.env["JETPACK_API_TOKEN"] = edge_project.token
+    cli("init", "--edge", edge_project.url, "--local", "mail", "--local", "memory")
+    task = cli("task", "add", "report progress fake:mcp=progress").stdout.strip()
+    run = cli("start", "--executor", "claude", "--until-empty", "-n", "1", "--no-live")
+    assert "1 completed" in run.stdout, run.stdout + run.stderr
+    written = json.loads(next((cli.root / ".jetpack" / "mcp").iterdir()).read_text())
+    env = written["mcpServers"]["jetpack"]["env"]
+    assert env["JETPACK_API_TOKEN"] == "${JETPACK_API_TOKEN}", "passed by name, never written"
+    minted = {t["id"]: t["agent_id"] for t in agent_tokens_of(edge_project)}
+    status, answer = edge_worker.call(
+        "GET", f"/api/audit?project={edge_project.project}&limit=1000"
+    )
+    assert status == 200
+    renews = [e for e in answer["entries"] if e["path"] == f"/api/tasks/{task}/renew"]
+    assert renews, "the MCP server renewed the claim (task progress)"
+    assert {e["token_id"] for e in renews} <= set(minted), "with the agent's token"
+    assert {e["agent_id"] for e in renews} == set(minted.values())
+
+
+async def test_agent_tokens_are_reused_replaced_and_revoked_on_errors(
+    tmp_path: Path, edge_worker: EdgeWorker, edge_project: EdgeProject
+) -> None:
+    from jetpack.cli import CommandExecutor, DemoExecutor
+    from jetpack.cli._agent_tokens import TokenedExecutor, agent_tokens
+
+    env = {
+        "JETPACK_TASKS_BACKEND": "cloudflare",
+        "JETPACK_WORKER_URL": edge_project.url,
+        "JETPACK_API_TOKEN": edge_project.token,
+    }
+    config = load_config(tmp_path, env)
+    async with agent_tokens(config, DemoExecutor()) as same:
+        assert isinstance(same, DemoExecutor), "in-process executors start no child"
+    async with agent_tokens(load_config(tmp_path, {}), CommandExecutor("true")) as local:
+        assert isinstance(local, CommandExecutor), "no edge store: nothing to mint"
+
+    def alive(token: str) -> bool:
+        return call(edge_project, "GET", "/api/whoami", token).status_code == 200
+
+    minted: list[str] = []
+
+    async def failing_run() -> None:
+        async with agent_tokens(config, CommandExecutor("true")) as wrapped:
+            assert isinstance(wrapped, TokenedExecutor) and wrapped.name == "command"
+            first = await wrapped.tokens.token_for("agent-1", 60)
+            assert await wrapped.tokens.token_for("agent-1", 60) == first
+            longer = await wrapped.tokens.token_for("agent-1", 4000)  # outlives the first
+            assert longer != first and not alive(first) and alive(longer)
+            minted.extend([longer, await wrapped.tokens.token_for("agent-2", 60)])
+            assert "agent-1" not in repr(wrapped.tokens) and first not in repr(wrapped.tokens)
+            raise RuntimeError("the run failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_run()
+    assert len(minted) == 2 and not any(alive(token) for token in minted)
+
+    bound = edge_worker.new_project(edge_project.project, agent_id="agent-1")
+    config = load_config(tmp_path, {**env, "JETPACK_API_TOKEN": bound.token})
+    from jetpack.cli import ExecutionRequest
+    from jetpack.shared import Task
+
+    async with agent_tokens(config, CommandExecutor("true")) as wrapped:
+        now = datetime.now(UTC)
+        task = Task.model_validate(
+            {"id": "t-1", "title": "x", "created_at": now, "updated_at": now}
+        )
+        request = ExecutionRequest(task=task, prompt="", workdir=tmp_path, timeout_s=60)
+        result = await wrapped.execute(request)
+    assert not result.ok and result.fatal and "project token" in result.fatal
