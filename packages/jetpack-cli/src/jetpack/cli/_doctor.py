@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import time
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -291,25 +293,25 @@ async def _worker(
 
 async def _health_only(report: Report, url: str, bad: Level) -> None:
     """Without a token: whether the Worker is up at all."""
-    import httpx
+
+    def get() -> int:
+        with urllib.request.urlopen(url.rstrip("/") + "/api/health", timeout=10) as answer:
+            return int(answer.status)
 
     started = time.perf_counter()
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            answer = await http.get(url.rstrip("/") + "/api/health")
-    except httpx.HTTPError as exc:
-        report.add(
-            "worker",
-            "health",
-            bad,
-            f"the Worker at {url} did not answer GET /api/health: {type(exc).__name__}",
-        )
+        status = await asyncio.to_thread(get)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        detail = f"the Worker at {url} did not answer GET /api/health: {type(exc).__name__}"
+        report.add("worker", "health", bad, detail)
         return
     elapsed = (time.perf_counter() - started) * 1000
-    if answer.status_code == 200:
+    if status == 200:
         report.add("worker", "health", Level.OK, f"answers ({elapsed:.0f} ms)")
     else:
-        report.add("worker", "health", bad, f"health check answered {answer.status_code}")
+        report.add("worker", "health", bad, f"health check answered {status}")
 
 
 def _executor(report: Report, config: JetpackConfig) -> None:
