@@ -376,8 +376,7 @@ def doctor(
         if check.fix and check.level in (Level.WARN, Level.FAIL):
             console.print(f"      fix: {escape(check.fix)}", soft_wrap=True)
     if report.ok:
-        console.print("[green]all good[/]")
+        console.print(f"[green]{escape(report.summary())}[/]", soft_wrap=True)
         return
-    count = len(report.problems)
-    console.print(f"[bold red]{count} problem{'s' if count > 1 else ''}[/]")
+    console.print(f"[bold red]{escape(report.summary())}[/]", soft_wrap=True)
     raise typer.Exit(1)

@@ -101,11 +101,12 @@ class Report:
     def summary(self) -> str:
         """One line: each store's backend, then the verdict."""
         stores = ", ".join(f"{store} {backend}" for store, backend in self.backends.items())
+        lead = f"{stores}: " if stores else ""
         if self.ok:
-            return f"{stores}: ok"
+            return f"{lead}all good"
+        count = len(self.problems)
         first = self.problems[0]
-        more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
-        return f"{stores}: {first.name}: {first.detail}{more}; run `jetpack doctor`"
+        return f"{lead}{count} problem{'s' if count > 1 else ''} (first: {first.name})"
 
     def as_json(self) -> dict[str, Any]:
         """The report as plain data (``--json``)."""
