@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,11 +35,6 @@ from jetpack.shared.errors import BackendNotInstalledError, ValidationError
 from jetpack.shared.registry import KNOWN_BACKENDS, create_store, discover_backends
 
 __all__ = ["GITIGNORE", "app", "default_config", "ensure_gitignore"]
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _display_type_rich(self: TyperOption, ctx: Any) -> str | None:
@@ -207,6 +201,7 @@ async def init(
         console.print(f"{file} exists (use --force to overwrite); opening the stores")
     else:
         if file.exists() and not force:
+            load_config(root)  # a broken file: the error names what is wrong
             data = tomllib.loads(file.read_text(encoding="utf-8"))
             said = f"set the edge keys in {file}"
         else:
@@ -353,7 +348,11 @@ def doctor(
     from jetpack.cli._doctor import Level, diagnose
 
     root = project_dir()
-    with console.status("checking…") if console.is_terminal and not as_json else _nothing():
+    with (
+        console.status("checking…")
+        if console.is_terminal and not as_json
+        else contextlib.nullcontext()
+    ):
         report = run_async(diagnose)(root, os.environ)
     if as_json:
         typer.echo(json.dumps(report.as_json()))

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -146,7 +146,8 @@ def id_column(table: Table, header: str, ids: Iterable[str], **options: Any) -> 
     table.add_column(header, no_wrap=True, min_width=max(width, len(header)), **options)
 
 
-STORES: tuple[StoreKind, ...] = ("tasks", "mail", "memory")
+STORES: tuple[StoreKind, ...] = get_args(StoreKind)
+"""The three stores, in the order they are shown."""
 
 
 def check_edge_access(config: JetpackConfig, stores: Iterable[StoreKind] = STORES) -> None:
