@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from jetpack.cli._executors import (
     ExecutorUnavailableError,
     ProgressEvent,
     ProgressHandler,
+    child_env,
     failure_from_process,
 )
 from jetpack.cli._process import run_process
@@ -283,13 +283,7 @@ class ClaudeCodeExecutor:
                 if on_progress is not None:
                     on_progress(event)
 
-        env = {
-            **os.environ,
-            **request.env,
-            "FORCE_COLOR": "0",
-            "JETPACK_TASK_ID": request.task.id,
-            "JETPACK_AGENT_ID": request.agent_id,
-        }
+        env = child_env(request, FORCE_COLOR="0", JETPACK_TASK_ID=request.task.id)
         mcp_file = await asyncio.to_thread(self._write_mcp_config, request.agent_id, env)
         proc = await run_process(
             self.options.argv(mcp_file),
