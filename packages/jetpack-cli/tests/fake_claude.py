@@ -18,6 +18,8 @@ sends it), or from FAKE_CLAUDE_MODE:
   fake:mcp                 reads every --mcp-config, starts its `jetpack` server with the
                            MCP SDK's stdio client and calls `memory store` (a learning
                            naming the task), as a real agent would; fails if it cannot
+  fake:mcp=progress        the same, calling `task progress` on its own task instead
+                           (renews its claim, as the agent the server speaks for)
 
 An option it does not know gets claude's own usage error (stderr, exit 1, no JSON).
 
@@ -33,6 +35,18 @@ import subprocess
 import sys
 import time
 import uuid
+
+
+def expand(value):
+    """``${VAR}`` and ``${VAR:-default}`` from our environment, as Claude Code expands them."""
+
+    def one(match):
+        name, default = match.group(1), match.group(2)
+        if default is None:
+            return os.environ.get(name, match.group(0))  # unset: left as written
+        return os.environ.get(name) or default
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", one, value)
 
 
 def emit(obj):
@@ -84,7 +98,7 @@ def call_jetpack_tool(config, tool, arguments):
     params = StdioServerParameters(
         command=entry["command"],
         args=list(entry.get("args", [])),
-        env={**os.environ, **entry.get("env", {})},
+        env={**os.environ, **{k: expand(v) for k, v in entry.get("env", {}).items()}},
     )
 
     async def run():
@@ -185,11 +199,12 @@ def main():
             print("Error: no jetpack MCP server configured", file=sys.stderr)
             return 4
         task_id = os.environ.get("JETPACK_TASK_ID")
-        is_error, text = call_jetpack_tool(
-            configs[0],
-            "memory",
-            {"action": "store", "content": f"learned via MCP while on {task_id}", "task": task_id},
-        )
+        if markers["mcp"] == "progress":
+            tool, arguments = "task", {"action": "progress", "id": task_id, "percent": 50}
+        else:
+            content = f"learned via MCP while on {task_id}"
+            tool, arguments = "memory", {"action": "store", "content": content, "task": task_id}
+        is_error, text = call_jetpack_tool(configs[0], tool, arguments)
         emit(
             {
                 "type": "user",

@@ -281,6 +281,28 @@ async def test_command_executor(tmp_path: Path) -> None:
     assert not none.ok and "metadata.command" in (none.error or "")
 
 
+async def test_an_attempt_never_sees_the_admin_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JETPACK_ADMIN_TOKEN", "jp_admin_secret")
+    monkeypatch.setenv("JETPACK_SOMETHING_ELSE", "kept")
+    script = (
+        'echo "admin=${JETPACK_ADMIN_TOKEN:-none} other=$JETPACK_SOMETHING_ELSE'
+        ' api=$JETPACK_API_TOKEN"'
+    )
+    result = await CommandExecutor().execute(
+        ExecutionRequest(
+            task=make_task(metadata={"command": script}),
+            prompt="p",
+            workdir=tmp_path,
+            timeout_s=10,
+            env={"JETPACK_API_TOKEN": "jp_agent_token"},
+        )
+    )
+    assert result.ok, result.error
+    assert result.summary == "admin=none other=kept api=jp_agent_token"
+
+
 async def test_command_timeout_kills_background_children(tmp_path: Path, alive) -> None:
     pid_file = tmp_path / "bg.pid"
     executor = CommandExecutor(kill_grace_s=0.5)

@@ -183,6 +183,32 @@ def test_agent_tokens_are_minted_by_project_tokens_only_and_expire(
     assert_error(too_long, 422, "invalid", "ttl_ms")
 
 
+def test_whoami_names_the_calling_token_never_showing_it(
+    edge_worker: EdgeWorker, edge_project: EdgeProject
+) -> None:
+    with client(edge_worker, edge_project.token) as http:
+        me = http.get("/api/whoami")
+        agent = http.post("/api/tokens", json={"agent_id": "agent-3"}).json()
+    assert me.status_code == 200, me.text
+    assert me.json() == {
+        "project": edge_project.project,
+        "token_id": edge_project.token_id,
+        "agent_id": None,
+    }
+    with client(edge_worker, agent["token"]) as http:
+        bound = http.get("/api/whoami").json()
+    assert bound == {
+        "project": edge_project.project,
+        "token_id": agent["id"],
+        "agent_id": "agent-3",
+    }
+    assert edge_project.token not in me.text
+    with client(edge_worker, "jp_unknown") as http:
+        assert_error(http.get("/api/whoami"), 401, "unauthorized")
+    with client(edge_worker, edge_worker.admin_token) as http:
+        assert_error(http.get("/api/whoami"), 403, "forbidden")
+
+
 def test_project_token_revokes_its_agent_tokens_but_not_others(
     edge_worker: EdgeWorker, edge_project: EdgeProject
 ) -> None:

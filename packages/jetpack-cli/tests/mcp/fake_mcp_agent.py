@@ -19,12 +19,25 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+
+
+def expand(value: str) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` from our environment, as Claude Code expands them."""
+
+    def one(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if default is None:
+            return os.environ.get(name, match.group(0))  # unset: left as written
+        return os.environ.get(name) or default
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", one, value)
 
 
 def load_mcp_config(value: str) -> dict[str, Any]:
@@ -44,7 +57,7 @@ async def call_tool_via_config(
     params = StdioServerParameters(
         command=entry["command"],
         args=list(entry.get("args", [])),
-        env={**os.environ, **entry.get("env", {})},
+        env={**os.environ, **{k: expand(v) for k, v in entry.get("env", {}).items()}},
     )
     async with Client(stdio_client(params, errlog=sys.stderr), mode="legacy") as client:
         result = await client.call_tool(tool, arguments)

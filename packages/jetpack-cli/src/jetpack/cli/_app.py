@@ -1,19 +1,25 @@
-"""The root ``jetpack`` command: global options, ``init``, ``config``, ``backends``."""
+"""The root ``jetpack`` command: global options, ``init``, ``config``, ``backends``, ``doctor``."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperOption
 
 from jetpack.cli.__about__ import __version__
 from jetpack.cli._common import (
+    STORES,
     console,
     fail,
+    install_hint,
     open_adapters,
     project_config,
     project_dir,
@@ -23,9 +29,10 @@ from jetpack.cli._common import (
 )
 from jetpack.cli._keys import check_key
 from jetpack.cli._settings import Settings, load_settings
-from jetpack.shared.config import CONFIG_FILE, JetpackConfig, dump_toml, load_config
-from jetpack.shared.errors import ValidationError
-from jetpack.shared.registry import KNOWN_BACKENDS, discover_backends
+from jetpack.shared.config import CONFIG_FILE, Backend, JetpackConfig, dump_toml, load_config
+from jetpack.shared.credentials import worker_key
+from jetpack.shared.errors import BackendNotInstalledError, ValidationError
+from jetpack.shared.registry import KNOWN_BACKENDS, create_store, discover_backends
 
 __all__ = ["GITIGNORE", "app", "default_config", "ensure_gitignore"]
 
@@ -126,38 +133,128 @@ def default_config() -> dict[str, Any]:
     }
 
 
+def _edge_keys(data: dict[str, Any], url: str, local: list[str]) -> dict[str, Any]:
+    """Put the project on the Worker at ``url`` (``local``: stores kept on this machine).
+
+    Returns the config with its edge keys first (mode, [stores], [cloudflare]).
+    """
+    data["mode"] = "edge"
+    edge = data.setdefault("cloudflare", {})
+    if not isinstance(edge, dict):
+        raise fail("[cloudflare] of the config is not a table")
+    edge["worker_url"] = url
+    stores = data.setdefault("stores", {})
+    if not isinstance(stores, dict):
+        raise fail("[stores] of the config is not a table")
+    for store in STORES:
+        if store in local:
+            stores[store] = Backend.LOCAL.value
+        elif stores.get(store) == Backend.LOCAL.value:
+            del stores[store]
+    first = ("mode", "stores", "cloudflare")
+    return {
+        **{k: data[k] for k in first if data.get(k)},
+        **{k: data[k] for k in data if k not in first},
+    }
+
+
 @app.command()
 @run_async
 async def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
     agents: Annotated[int | None, typer.Option(help="Default number of agents.")] = None,
     executor: Annotated[str | None, typer.Option(help="claude, command or demo.")] = None,
+    edge: Annotated[
+        str | None,
+        typer.Option(
+            "--edge",
+            metavar="URL",
+            help="Put the stores on this Jetpack Worker (mode = edge); the token comes from "
+            "`jetpack edge login` or $JETPACK_API_TOKEN, never from the config.",
+        ),
+    ] = None,
+    local: Annotated[
+        list[str] | None,
+        typer.Option("--local", metavar="STORE", help="With --edge: keep this store local."),
+    ] = None,
 ) -> None:
-    """Create .jetpack/config.toml, the local stores and their .gitignore entries, here."""
+    """Create .jetpack/config.toml, the local stores and their .gitignore entries, here.
+
+    With --edge URL on an existing config, only the edge keys change (mode,
+    [cloudflare] worker_url, [stores]).
+    """
     root = project_dir(search=False)
     file = root / CONFIG_FILE
-    if file.exists() and not force:
+    kept = sorted(set(local or ()))
+    for store in kept:
+        if store not in STORES:
+            raise typer.BadParameter(f"{store!r}: one of tasks, mail, memory", param_hint="--local")
+    if kept and edge is None:
+        raise typer.BadParameter("only with --edge URL", param_hint="--local")
+    url = None
+    if edge is not None:
+        try:
+            url = worker_key(edge)
+        except ValidationError as exc:
+            raise typer.BadParameter(exc.reason, param_hint="--edge") from exc
+    if file.exists() and not force and url is None:
         console.print(f"{file} exists (use --force to overwrite); opening the stores")
     else:
-        data = default_config()
+        if file.exists() and not force:
+            load_config(root)  # a broken file: the error names what is wrong
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+            said = f"set the edge keys in {file}"
+        else:
+            data = default_config()
+            said = f"wrote {file}"
         if agents is not None:
-            data["agents"]["count"] = agents
+            data.setdefault("agents", {})["count"] = agents
         if executor is not None:
-            data["agents"]["executor"] = executor
+            data.setdefault("agents", {})["executor"] = executor
+        if url is not None:
+            data = _edge_keys(data, url, kept)
         text = dump_toml(data)
         _validate_text(root, text)
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(text, encoding="utf-8")
-        console.print(f"wrote {file}")
+        console.print(said)
     config = load_config(root)
+    state.config = config
     added = ensure_gitignore(config)
     if added:
         console.print(f"added to {root / '.gitignore'}: {' '.join(added)}")
-    async with open_adapters(config):
-        pass
-    for store in ("tasks", "mail", "memory"):
-        console.print(f"  {store:<7} {config.backend_for(store).value}")
-    console.print("[green]ready[/]: add tasks with `jetpack task add`, run `jetpack start`")
+    try:
+        await _open_stores(config)
+    except BackendNotInstalledError as exc:
+        raise fail(
+            f"{install_hint(exc)}\n  ({file} is written; then run `jetpack doctor`)"
+        ) from exc
+
+
+async def _open_stores(config: JetpackConfig) -> None:
+    """Open (so create) each store; edge stores only once a token is at hand."""
+    edge = [s for s in STORES if config.backend_for(s) is Backend.CLOUDFLARE]
+    if config.cloudflare.api_token is not None or not edge:
+        async with open_adapters(config):
+            pass
+        ready = True
+    else:
+        for store in STORES:
+            if store not in edge:
+                async with create_store(config, store):
+                    pass
+        ready = False
+    for store in STORES:
+        where = f" ({config.cloudflare.worker_url})" if store in edge else ""
+        console.print(f"  {store:<7} {config.backend_for(store).value}{where}")
+    if ready:
+        console.print("[green]ready[/]: add tasks with `jetpack task add`, run `jetpack start`")
+        return
+    console.print(
+        "next: `jetpack edge login` (asks for the project token and keeps it outside the "
+        "repository), or export JETPACK_API_TOKEN; then `jetpack doctor`",
+        soft_wrap=True,
+    )
 
 
 def _validate_text(root: Path, text: str) -> None:
@@ -198,6 +295,11 @@ def config_set(
 ) -> None:
     """Set one key in .jetpack/config.toml; an unknown key or invalid value is refused."""
     project_config(check_stores=True)
+    if key == "cloudflare.api_token":
+        raise fail(
+            "a token never goes into .jetpack/config.toml (the repository tracks it): "
+            "run `jetpack edge login`, or set JETPACK_API_TOKEN (nothing written)"
+        )
     try:
         check_key(key)
     except ValidationError as exc:
@@ -232,3 +334,48 @@ def backends() -> None:
         if name not in found:
             table.add_row(name, "[dim]not installed[/]", dist, "")
     console.print(table)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Which backend serves each store and why, whether the Worker answers, what is missing.
+
+    Never prints a token, only where it comes from. Exit code 1 when something
+    a command needs is broken.
+    """
+    from jetpack.cli._doctor import Level, diagnose
+
+    root = project_dir()
+    with (
+        console.status("checking…")
+        if console.is_terminal and not as_json
+        else contextlib.nullcontext()
+    ):
+        report = run_async(diagnose)(root, os.environ)
+    if as_json:
+        typer.echo(json.dumps(report.as_json()))
+        raise typer.Exit(0 if report.ok else 1)
+    marks = {
+        Level.OK: "[green]✓[/]",
+        Level.INFO: "[dim]·[/]",
+        Level.WARN: "[yellow]![/]",
+        Level.FAIL: "[bold red]✗[/]",
+    }
+    console.print(f"[bold]jetpack doctor[/] {root}", soft_wrap=True)
+    section = ""
+    for check in report.checks:
+        if check.section != section:
+            section = check.section
+            console.print(f"[bold]{section}[/]")
+        console.print(
+            f"  {marks[check.level]} {check.name:<13} {escape(check.detail)}", soft_wrap=True
+        )
+        if check.fix and check.level in (Level.WARN, Level.FAIL):
+            console.print(f"      fix: {escape(check.fix)}", soft_wrap=True)
+    if report.ok:
+        console.print(f"[green]{escape(report.summary())}[/]", soft_wrap=True)
+        return
+    console.print(f"[bold red]{escape(report.summary())}[/]", soft_wrap=True)
+    raise typer.Exit(1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -27,10 +26,12 @@ from jetpack.cli._executors import (
     ExecutorUnavailableError,
     ProgressEvent,
     ProgressHandler,
+    child_env,
     failure_from_process,
 )
 from jetpack.cli._process import run_process
 from jetpack.shared import FailureType, Task
+from jetpack.shared.config import ENV_VARS
 
 __all__ = ["RUN_ERRORS", "ClaudeCodeExecutor", "ClaudeOptions", "StreamJsonParser"]
 
@@ -249,14 +250,22 @@ class ClaudeCodeExecutor:
             )
         logger.info("claude: %s", " ".join(proc.stdout_tail[-1:]))
 
-    def _write_mcp_config(self, agent_id: str) -> str | None:
-        """Write ``.jetpack/mcp/<agent>.json`` for ``--mcp-config``; return its path."""
+    def _write_mcp_config(self, agent_id: str, env: Mapping[str, str]) -> str | None:
+        """Write ``.jetpack/mcp/<agent>.json`` for ``--mcp-config``; return its path.
+
+        The ``JETPACK_*`` config variables set in ``env`` (claude's environment:
+        the agent's token, the mode…) are passed to the server by name, never
+        written.
+        """
         if not self.mcp_tools or self.project_dir is None:
             return None
         from jetpack.cli.mcp import mcp_config_for  # the MCP SDK loads only when used
 
         config = mcp_config_for(
-            agent_id, self.project_dir, [sys.executable, "-m", "jetpack.cli.mcp"]
+            agent_id,
+            self.project_dir,
+            [sys.executable, "-m", "jetpack.cli.mcp"],
+            pass_env=[name for name in ENV_VARS if env.get(name)],
         )
         target = self.project_dir / ".jetpack" / "mcp" / f"{agent_id}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -274,14 +283,8 @@ class ClaudeCodeExecutor:
                 if on_progress is not None:
                     on_progress(event)
 
-        env = {
-            **os.environ,
-            **request.env,
-            "FORCE_COLOR": "0",
-            "JETPACK_TASK_ID": request.task.id,
-            "JETPACK_AGENT_ID": request.agent_id,
-        }
-        mcp_file = await asyncio.to_thread(self._write_mcp_config, request.agent_id)
+        env = child_env(request, FORCE_COLOR="0", JETPACK_TASK_ID=request.task.id)
+        mcp_file = await asyncio.to_thread(self._write_mcp_config, request.agent_id, env)
         proc = await run_process(
             self.options.argv(mcp_file),
             cwd=request.workdir,

@@ -6,7 +6,7 @@ import sys
 
 from jetpack.cli import _cmd_edge, _cmd_mcp, _cmd_run, _cmd_stores, _cmd_tasks
 from jetpack.cli._app import app
-from jetpack.cli._common import error_line
+from jetpack.cli._common import error_line, install_hint
 from jetpack.shared.errors import BackendNotInstalledError, JetpackError
 
 __all__ = ["app", "main"]
@@ -19,7 +19,7 @@ def main() -> None:
     try:
         app()
     except BackendNotInstalledError as exc:
-        error_line(f"{exc.message}\n  (or: pip install 'jetpack-cli[local]')")
+        error_line(install_hint(exc))
         sys.exit(1)
     except JetpackError as exc:
         error_line(exc.message)

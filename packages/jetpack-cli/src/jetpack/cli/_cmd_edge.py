@@ -1,9 +1,11 @@
-"""``jetpack edge build|dev|deploy|token``: the Jetpack Worker, locally and on Cloudflare.
+"""``jetpack edge build|dev|deploy|token|login|logout``: the Jetpack Worker, and signing in to it.
 
 These commands need no ``jetpack init``: a Worker serves many projects. Local
 files go under ``.jetpack/edge/`` of the current directory (or ``-C``): the
 built Worker (``worker/``), its state (``state/``) and the admin token of a
 local Worker (``admin-token``, mode 0600, unless ``$JETPACK_ADMIN_TOKEN`` is set).
+``login`` keeps a project token in the user's credentials file
+(:mod:`jetpack.shared.credentials`), never in the project.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import os
 import re
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +27,15 @@ from rich.table import Table
 
 from jetpack.cli._app import app
 from jetpack.cli._common import console, err_console, fail, project_dir
+from jetpack.cli._edge_auth import check_token_text, whoami
 from jetpack.shared.config import load_config
+from jetpack.shared.credentials import (
+    Credential,
+    credentials_path,
+    remove_credential,
+    save_credential,
+    worker_key,
+)
 from jetpack.shared.edge import (
     ADMIN_TOKEN_ENV,
     BuildOptions,
@@ -36,7 +47,7 @@ from jetpack.shared.edge import (
     ensure_toolchain,
     local_admin_token,
 )
-from jetpack.shared.errors import JetpackError
+from jetpack.shared.errors import AuthError, JetpackError
 
 __all__ = ["edge_app", "parse_duration"]
 
@@ -326,3 +337,97 @@ def token_revoke(
     path = f"/api/admin/tokens/{quote(token_id, safe='')}"
     _run(_admin_call(_worker_url(url), "DELETE", path))
     console.print(f"revoked {token_id}")
+
+
+# -- signing in -------------------------------------------------------------------
+
+LoginUrl = Annotated[
+    str | None,
+    typer.Option("--url", help="The Worker (default: the project's cloudflare.worker_url)."),
+]
+
+
+def _login_url(url: str | None) -> str:
+    """``--url``, else the configured Worker; normalised as the credentials file keys it."""
+    try:
+        chosen = url or load_config(project_dir()).cloudflare.worker_url
+        if not chosen:
+            raise fail(
+                "no Worker URL: pass --url URL, or run `jetpack init --edge URL` in the project"
+            )
+        return worker_key(chosen)
+    except JetpackError as exc:
+        raise fail(exc.message) from exc
+
+
+def _read_token(from_stdin: bool) -> str:
+    if from_stdin:
+        raw = sys.stdin.read()
+    elif sys.stdin.isatty():
+        raw = typer.prompt("Project token (input hidden)", hide_input=True, err=True)
+    else:
+        raise fail("no terminal to ask for the token on: pipe it in with --token-stdin")
+    try:
+        return check_token_text(raw)
+    except JetpackError as exc:
+        raise fail(f"{exc.message} (nothing stored)") from exc
+
+
+@edge_app.command("login")
+def login(
+    url: LoginUrl = None,
+    token_stdin: Annotated[
+        bool, typer.Option("--token-stdin", help="Read the token from stdin (no prompt).")
+    ] = False,
+) -> None:
+    """Check a project token against the Worker and keep it for this user (never in the repo).
+
+    The token goes to the user's credentials file (mode 0600), keyed by the
+    Worker's URL; every command then finds it. $JETPACK_API_TOKEN, when set,
+    wins over it.
+    """
+    target = _login_url(url)
+    token = _read_token(token_stdin)
+    try:
+        who = asyncio.run(whoami(target, token))
+    except AuthError as exc:
+        raise fail(
+            f"the Worker at {target} refused this token ({exc.message}); nothing stored. "
+            "Ask the Worker's admin for a project token: "
+            "`jetpack edge token create --project NAME`"
+        ) from exc
+    except JetpackError as exc:
+        raise fail(f"{exc.message} (nothing stored)") from exc
+    if who.agent_id is not None:
+        raise fail(
+            f"this token is bound to agent {who.agent_id!r} (it is made for one agent's tools); "
+            "log in with a project token; nothing stored"
+        )
+    where = save_credential(Credential(target, token, who.project, who.token_id))
+    console.print(
+        f"logged in to {target}: project {who.project}, token {who.token_id or '(id unknown)'}",
+        soft_wrap=True,
+    )
+    console.print(f"token kept in {where} (mode 0600)", soft_wrap=True)
+    if os.environ.get("JETPACK_API_TOKEN"):
+        err_console.print(
+            "[yellow]note:[/] JETPACK_API_TOKEN is set in this shell and wins over the saved token"
+        )
+
+
+@edge_app.command("logout")
+def logout(url: LoginUrl = None) -> None:
+    """Forget the saved token of a Worker (it stays valid there: the admin revokes it)."""
+    target = _login_url(url)
+    try:
+        removed = remove_credential(target)
+    except JetpackError as exc:
+        raise fail(exc.message) from exc
+    if not removed:
+        console.print(f"no token saved for {target} (in {credentials_path()})", soft_wrap=True)
+        return
+    console.print(
+        f"forgot the token for {target}; to revoke it on the Worker: "
+        "`jetpack edge token revoke ID` (admin)",
+        soft_wrap=True,
+    )

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from jetpack.cli._app import app
-from jetpack.cli._common import fail, project_dir
+from jetpack.cli._common import check_edge_access, fail, project_dir
 from jetpack.shared.config import load_config
 from jetpack.shared.errors import JetpackError
 
@@ -29,7 +29,9 @@ def mcp(
     """Serve tasks, mail, leases and memory as MCP tools on stdio (for Claude Code and others).
 
     stdout carries the protocol; logs go to stderr. The project is ``--project``,
-    or ``$JETPACK_PROJECT_DIR`` when the server is started by an agent.
+    or ``$JETPACK_PROJECT_DIR`` when the server is started by an agent. Edge
+    stores use $JETPACK_API_TOKEN (an agent's own token when `jetpack start`
+    runs it), else the token saved by `jetpack edge login`.
     """
     from jetpack.cli.mcp import AGENT_ID_ENV, PROJECT_DIR_ENV, serve_stdio  # SDK loads here
 
@@ -37,7 +39,9 @@ def mcp(
     agent = agent_id or os.environ.get(AGENT_ID_ENV) or "mcp-agent"
     logging.basicConfig(stream=sys.stderr, force=True, level=logging.WARNING)
     try:
-        asyncio.run(serve_stdio(load_config(root), agent))
+        config = load_config(root)
+        check_edge_access(config)
+        asyncio.run(serve_stdio(config, agent))
     except JetpackError as exc:
         raise fail(exc.message, code=2) from exc
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -17,16 +17,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from jetpack.shared import MailBus, MemoryStore, TaskStore
-from jetpack.shared.config import CONFIG_FILE, JetpackConfig, load_config
+from jetpack.shared.config import CONFIG_FILE, Backend, JetpackConfig, StoreKind, load_config
 from jetpack.shared.errors import (
+    AuthError,
     BackendNotInstalledError,
     JetpackError,
     NotFoundError,
     ValidationError,
 )
-from jetpack.shared.registry import Adapters, create_adapters, create_store
+from jetpack.shared.registry import Adapters, create_adapters, create_store, load_backend
 
 __all__ = [
+    "STORES",
+    "check_edge_access",
     "command_errors",
     "console",
     "err_console",
@@ -34,6 +37,7 @@ __all__ = [
     "fail",
     "find_root",
     "id_column",
+    "install_hint",
     "open_adapters",
     "open_mail",
     "open_memory",
@@ -60,6 +64,8 @@ class _State:
     project: Path | None = None
     """``--project``; None: search upward from the current directory."""
     verbose: int = 0
+    config: JetpackConfig | None = None
+    """The config the command loaded (for the hints of its errors)."""
 
 
 state = _State()
@@ -99,6 +105,7 @@ def project_config(*, require_init: bool = True, check_stores: bool = False) -> 
             "run `jetpack init` first"
         )
     config = load_config(root)
+    state.config = config
     for text in unknown_keys(config, stores=check_stores):
         err_console.print(f"[yellow]warning:[/] {escape(text)} in {CONFIG_FILE}; ignored")
     return config
@@ -139,25 +146,56 @@ def id_column(table: Table, header: str, ids: Iterable[str], **options: Any) -> 
     table.add_column(header, no_wrap=True, min_width=max(width, len(header)), **options)
 
 
+STORES: tuple[StoreKind, ...] = get_args(StoreKind)
+"""The three stores, in the order they are shown."""
+
+
+def check_edge_access(config: JetpackConfig, stores: Iterable[StoreKind] = STORES) -> None:
+    """Refuse, saying how to fix it, when a store on the edge has no Worker URL or no token."""
+    edge = [store for store in stores if config.backend_for(store) is Backend.CLOUDFLARE]
+    if not edge:
+        return
+    for store in edge:
+        load_backend(f"{store}.{Backend.CLOUDFLARE.value}")  # not installed: what to install
+    which = ", ".join(edge)
+    if not config.cloudflare.worker_url:
+        raise ValidationError(
+            "cloudflare.worker_url",
+            f"is not set, and the {which} store is on the edge: run `jetpack init --edge URL` "
+            "(or set JETPACK_WORKER_URL)",
+        )
+    if config.cloudflare.api_token is None:
+        raise ValidationError(
+            "cloudflare.api_token",
+            f"no project token for {config.cloudflare.worker_url} (the {which} store is on the "
+            "edge): run `jetpack edge login` (kept outside the repository), or set "
+            "JETPACK_API_TOKEN",
+        )
+
+
 def open_adapters(config: JetpackConfig, agent_id: str = "cli") -> Adapters:
     """The project's three stores, from the installed backends."""
+    check_edge_access(config)
     return create_adapters(config, agent_id=agent_id)
 
 
 def open_tasks(config: JetpackConfig) -> TaskStore:
     """Only the task store (commands that need one store open one store)."""
+    check_edge_access(config, ["tasks"])
     store: TaskStore = create_store(config, "tasks")
     return store
 
 
 def open_mail(config: JetpackConfig, agent_id: str = "cli") -> MailBus:
     """Only the mail bus, speaking for ``agent_id``."""
+    check_edge_access(config, ["mail"])
     bus: MailBus = create_store(config, "mail", agent_id=agent_id)
     return bus
 
 
 def open_memory(config: JetpackConfig) -> MemoryStore:
     """Only the memory store (opening it may load the embedding model)."""
+    check_edge_access(config, ["memory"])
     store: MemoryStore = create_store(config, "memory")
     return store
 
@@ -173,13 +211,34 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     raise typer.Exit(code)
 
 
+def install_hint(exc: BackendNotInstalledError) -> str:
+    """The error's message and the CLI extra that brings every backend of its family."""
+    family = "cloudflare" if exc.name.endswith(f".{Backend.CLOUDFLARE.value}") else "local"
+    return f"{exc.message}\n  (or: pip install 'jetpack-cli[{family}]')"
+
+
+def _auth_hint(exc: AuthError) -> str:
+    """A refused token: say where it came from and how to replace it."""
+    edge = state.config.cloudflare if state.config is not None else None
+    source = edge.api_token_source if edge is not None else None
+    if source is None:
+        return exc.message
+    url = f" --url {edge.worker_url}" if edge is not None and edge.worker_url else ""
+    return (
+        f"{exc.message}\n  (the token came from {source}: run `jetpack edge login{url}` with a "
+        "valid project token, or fix JETPACK_API_TOKEN; `jetpack doctor` checks it)"
+    )
+
+
 @contextlib.contextmanager
 def command_errors() -> Iterator[None]:
     """Around a command's body: Jetpack errors become one red line and exit code 1."""
     try:
         yield
     except BackendNotInstalledError as exc:
-        raise fail(f"{exc.message}\n  (or: pip install 'jetpack-cli[local]')") from exc
+        raise fail(install_hint(exc)) from exc
+    except AuthError as exc:
+        raise fail(_auth_hint(exc)) from exc
     except JetpackError as exc:
         raise fail(exc.message) from exc
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from jetpack.cli._process import ProcessResult, run_process
 from jetpack.shared import FailureType, Task
+from jetpack.shared.edge import ADMIN_TOKEN_ENV
 from jetpack.shared.errors import JetpackError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "InstantExecutor",
     "ProgressEvent",
     "ProgressHandler",
+    "child_env",
     "failure_from_process",
     "preflight",
 ]
@@ -155,6 +157,16 @@ def _program(command: str) -> str | None:
     return first
 
 
+def child_env(request: ExecutionRequest, **extra: str) -> dict[str, str]:
+    """The environment of an attempt's process: this one's, the request's, ``extra``.
+
+    The Worker's admin token never reaches an agent (it could mint tokens for
+    any project); on the edge the agent's own token comes in ``request.env``.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV}
+    return {**inherited, **request.env, "JETPACK_AGENT_ID": request.agent_id, **extra}
+
+
 class CommandExecutor:
     """Runs a shell command: the task's ``metadata["command"]``, else a configured default.
 
@@ -211,14 +223,12 @@ class CommandExecutor:
         prompt_dir.mkdir(parents=True, exist_ok=True)
         prompt_file = prompt_dir / f"{request.task.id}.md"
         prompt_file.write_text(request.prompt, encoding="utf-8")
-        env = {
-            **os.environ,
-            **request.env,
-            "JETPACK_TASK_ID": request.task.id,
-            "JETPACK_TASK_TITLE": request.task.title,
-            "JETPACK_AGENT_ID": request.agent_id,
-            "JETPACK_PROMPT_FILE": str(prompt_file),
-        }
+        env = child_env(
+            request,
+            JETPACK_TASK_ID=request.task.id,
+            JETPACK_TASK_TITLE=request.task.title,
+            JETPACK_PROMPT_FILE=str(prompt_file),
+        )
 
         def line(text: str) -> None:
             if on_progress is not None:

@@ -63,7 +63,7 @@ class AttemptLog:
     def write(self, outcome: str) -> Path | None:
         """Write the log with its ``outcome`` line; prune the task's oldest logs."""
         folder = _folder(self.root, self.task_id)
-        name = f"{self.started:%Y%m%dT%H%M%S.%f}-{_SAFE.sub('_', self.agent_id)}.log"
+        stem = f"{self.started:%Y%m%dT%H%M%S.%f}-{_SAFE.sub('_', self.agent_id)}"
         header = [
             f"# task {self.task_id}, agent {self.agent_id}, run {self.run_id}",
             f"# started {self.started.isoformat(timespec='seconds')}, "
@@ -74,14 +74,30 @@ class AttemptLog:
         body = [*header, *self.lines, f"# {outcome}"[: MAX_LINE * 4]]
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / name
-            path.write_text("\n".join(body) + "\n", encoding="utf-8")
+            path = _new_file(folder, stem, "\n".join(body) + "\n")
             for old in sorted(folder.glob("*.log"))[:-KEEP_ATTEMPTS]:
                 old.unlink(missing_ok=True)
         except OSError as exc:
             logger.warning("could not write the attempt log of %s: %s", self.task_id, exc)
             return None
         return path
+
+
+def _new_file(folder: Path, stem: str, text: str) -> Path:
+    """Write ``text`` to a new file ``<stem>-<n>.log`` (n = 000, 001, …).
+
+    Two attempts started in the same millisecond (the clock's resolution) never
+    overwrite each other, and the names still sort oldest first.
+    """
+    for n in range(1000):
+        path = folder / f"{stem}-{n:03d}.log"
+        try:
+            with path.open("x", encoding="utf-8") as file:
+                file.write(text)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{folder / stem}-999.log exists")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jetpack.cli._agent_tokens import agent_tokens
 from jetpack.cli._claude import ClaudeCodeExecutor
 from jetpack.cli._common import console, open_memory, open_tasks
 from jetpack.cli._context import RunSummary, StopReason
@@ -93,6 +94,8 @@ async def run_project(
         async with AsyncExitStack() as stores:
             tasks = await stores.enter_async_context(_opened(open_tasks(config)))
             memory = await stores.enter_async_context(_opened(open_memory(config)))
+            # Edge stores: each agent's children get a token acting only as that agent.
+            executor = await stores.enter_async_context(agent_tokens(config, executor))
             # Check the executor once, before anything is claimed.
             await preflight(
                 executor,

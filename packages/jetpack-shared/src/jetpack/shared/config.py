@@ -14,7 +14,7 @@ Example file::
 
     [cloudflare]
     worker_url = "https://jetpack.example.workers.dev"
-    # api_token: prefer the JETPACK_API_TOKEN variable to a file
+    # never a token here: `jetpack edge login` keeps it outside the repository
 
 Environment variables (each overrides the file):
 
@@ -34,6 +34,11 @@ JETPACK_ACCOUNT_ID          cloudflare.account_id                   (none)
 JETPACK_D1_DATABASE_ID      cloudflare.d1_database_id               (none)
 JETPACK_VECTORIZE_INDEX     cloudflare.vectorize_index_name         jetpack-memories
 ==========================  ======================================  ==========
+
+The project token is, in this order: ``JETPACK_API_TOKEN``, ``api_token`` of the
+file (discouraged: the file is tracked), else the token ``jetpack edge login``
+saved for ``worker_url`` in the user's credentials file
+(:mod:`jetpack.shared.credentials`); ``cloudflare.api_token_source`` says which.
 
 The edge tooling (``jetpack.shared.edge``, ``jetpack edge``) also reads
 ``JETPACK_ADMIN_TOKEN`` (a Worker's admin secret; a local Worker otherwise keeps
@@ -60,6 +65,7 @@ import pydantic
 from pydantic import ConfigDict, Field, SecretStr
 
 from jetpack.shared._base import JetpackModel, from_pydantic
+from jetpack.shared.credentials import credentials_path, load_credential
 from jetpack.shared.errors import ValidationError
 
 __all__ = [
@@ -128,6 +134,12 @@ class CloudflareConfig(_FileTable):
 
     worker_url: str | None = Field(default=None, pattern=r"^https?://", description="Worker URL.")
     api_token: SecretStr | None = Field(default=None, description="Bearer token.")
+    api_token_source: str | None = Field(
+        default=None,
+        exclude=True,
+        description="Where the token came from: JETPACK_API_TOKEN, the config file or the "
+        "credentials file (set by load_config; never the token).",
+    )
     account_id: str | None = Field(default=None, description="Cloudflare account id.")
     d1_database_id: str | None = Field(default=None, description="D1 database id.")
     vectorize_index_name: str = Field(default="jetpack-memories", description="Vectorize index.")
@@ -218,7 +230,22 @@ def load_config(
         where = origin or str(CONFIG_FILE)
         raise ValidationError(f"{err.field} ({where})", err.reason) from exc
     config.project_dir = root
+    _find_token(config.cloudflare, "JETPACK_API_TOKEN" in sources.values(), env)
     return config
+
+
+def _find_token(edge: CloudflareConfig, from_env: bool, env: Mapping[str, str]) -> None:
+    """Take the token from the credentials file when neither variable nor file gives one."""
+    if edge.api_token is not None:
+        edge.api_token_source = "JETPACK_API_TOKEN" if from_env else str(CONFIG_FILE)
+        return
+    edge.api_token_source = None
+    if not edge.worker_url:
+        return
+    saved = load_credential(edge.worker_url, env)
+    if saved is not None:
+        edge.api_token = SecretStr(saved.token)
+        edge.api_token_source = str(credentials_path(env))
 
 
 def dump_toml(data: Mapping[str, Any]) -> str:
@@ -233,10 +260,10 @@ def dump_toml(data: Mapping[str, Any]) -> str:
     for name, table in tables:
         body = dump_toml(table)
         lines.append("")
-        lines.append(f"[{name}]")
+        lines.append(f"[{_toml_key(name)}]")
         for line in body.splitlines():
             if line.startswith("["):
-                line = f"[{name}.{line[1:]}"
+                line = f"[{_toml_key(name)}.{line[1:]}"
             lines.append(line)
     return "\n".join(lines).strip("\n") + "\n"
 

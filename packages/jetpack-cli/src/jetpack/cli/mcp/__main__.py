@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from jetpack.cli._common import check_edge_access
 from jetpack.cli.mcp._server import AGENT_ID_ENV, PROJECT_DIR_ENV, serve_stdio
 from jetpack.shared.config import load_config
 from jetpack.shared.errors import JetpackError
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = load_config(args.project)
+        check_edge_access(config)
         asyncio.run(serve_stdio(config, args.agent_id))
     except JetpackError as exc:
         logging.getLogger("jetpack.cli.mcp").error("%s", exc)

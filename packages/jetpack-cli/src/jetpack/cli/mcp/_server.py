@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -178,26 +178,30 @@ async def serve_stdio(config: JetpackConfig, agent_id: str) -> None:
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-def mcp_config_for(agent_id: str, project_dir: Path, command: list[str]) -> dict[str, Any]:
+def mcp_config_for(
+    agent_id: str, project_dir: Path, command: list[str], pass_env: Collection[str] = ()
+) -> dict[str, Any]:
     """The JSON object for Claude Code's ``--mcp-config``: one ``jetpack`` server for one agent.
 
     ``command`` starts the server, e.g. ``["jetpack", "mcp"]`` or
     ``[sys.executable, "-m", "jetpack.cli.mcp"]``; ``--agent-id`` is appended,
     and the project root travels in :data:`PROJECT_DIR_ENV` (so the command
-    needs no project flag). No secret is written: Claude Code passes its own
-    environment (``JETPACK_API_TOKEN``…) on to the server.
+    needs no project flag). No secret is written: each name of ``pass_env``
+    (``JETPACK_API_TOKEN``, ``JETPACK_MODE``…, set in the environment ``claude``
+    starts with) is written as ``${NAME}``, which Claude Code fills in from its
+    own environment when it starts the server.
     """
     if not command:
         raise ValidationError("command", "must name the program that starts the server")
+    env = {name: f"${{{name}}}" for name in sorted(pass_env)}
+    env[AGENT_ID_ENV] = agent_id
+    env[PROJECT_DIR_ENV] = str(Path(os.path.abspath(project_dir)))
     return {
         "mcpServers": {
             SERVER_NAME: {
                 "command": command[0],
                 "args": [*command[1:], "--agent-id", agent_id],
-                "env": {
-                    AGENT_ID_ENV: agent_id,
-                    PROJECT_DIR_ENV: str(Path(os.path.abspath(project_dir))),
-                },
+                "env": env,
             }
         }
     }

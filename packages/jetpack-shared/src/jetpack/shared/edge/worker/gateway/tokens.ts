@@ -3,6 +3,7 @@
  * token mints expiring agent-bound tokens for its own project (the CLI gives
  * one to each agent it starts) and revokes them. Tokens are shown once, at
  * creation; only their SHA-256 is stored. Listings never show tokens.
+ * `GET /api/whoami` names the caller (project, token id, agent): no query beyond authentication.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { newId, newToken, sha256Hex } from "./crypto";
@@ -64,6 +65,13 @@ const TokenInfo = z
   .openapi("TokenInfo");
 
 const TokenList = z.object({ tokens: z.array(TokenInfo) }).openapi("TokenList");
+const WhoAmI = z
+  .object({
+    project: z.string(),
+    token_id: z.string(),
+    agent_id: z.string().nullable().openapi({ description: "Set for an agent-bound token." }),
+  })
+  .openapi("WhoAmI");
 const Revoked = z.object({ revoked: z.boolean() }).openapi("Revoked");
 const TokenId = z.object({ id: z.string().max(64) });
 
@@ -154,6 +162,20 @@ async function revoke(gw: GatewayDb, where: Sql): Promise<boolean> {
 
 /** Register the token and audit routes. */
 export function registerTokenRoutes(app: GatewayApp): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/whoami",
+      summary: "The calling project token: its project, id and agent (a cheap authenticated check)",
+      security: [{ bearer: [] }],
+      responses: { 200: json(WhoAmI, "The caller."), ...errors },
+    }),
+    (c) => {
+      const caller = projectOf(c);
+      return c.json({ project: caller.project, token_id: caller.tokenId, agent_id: caller.agentId }, 200);
+    },
+  );
+
   app.openapi(
     createRoute({
       method: "post",
