@@ -189,7 +189,7 @@ class Agent:
             "mail", self.bus.send_heartbeat(AgentStatus.OFFLINE, self.presence())
         )
         await self._publish(MessageType.AGENT_STOPPED, {"run_id": self.context.run_id})
-        await self._flush(FLUSH_S)
+        await self._flush(FLUSH_S if self.context.network.is_up("mail") else 0.5)
         self._emit("stopped")
 
     # ---------------------------------------------------------------- one task

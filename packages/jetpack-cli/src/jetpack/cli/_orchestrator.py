@@ -173,8 +173,7 @@ class Orchestrator:
                 for beat in beats:
                     beat.cancel()
                 await asyncio.gather(*beats, return_exceptions=True)
-                for agent in self.agents:
-                    await agent.sign_off()
+                await asyncio.gather(*(agent.sign_off() for agent in self.agents))
                 await self.signal.close()
                 await self.context.close()
         self.summary.duration_s = time.monotonic() - started
