@@ -404,3 +404,32 @@ def test_status_watch_follows_runs_that_start_after_it(swarm: Swarm) -> None:
     assert f"agent-{run_id}-1" in out and f"agent-{run_id}-2" in out, out
     assert "busy" in out and "w0" in out and "w1" in out, out
     finish(run)
+
+
+def test_an_outage_longer_than_the_claim_keeps_the_work_and_the_task_runs_again(
+    tmp_path: Path, edge_worker: EdgeWorker, edge_project: EdgeProject
+) -> None:
+    swarm = Swarm(tmp_path, "edge", edge_project)
+    repo = swarm.folder("repo", claim_ttl_ms=3_000, worktrees=True)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
+        if args[0] == "add":
+            (repo / ".gitignore").write_text(".jetpack/\n.cass/\n")
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True
+        )
+    marker = tmp_path / "attempts"
+    command = f"echo x >> {marker}; echo work > result.txt; sleep 3"
+    swarm.seed(repo, [{"id": "o1", "title": "O1", "metadata": {"command": command}}])
+    run = swarm.start(repo, "--executor", "command", "--until-empty", "-n", "1")
+    wait_for(marker.exists, timeout=60)
+    edge_worker.stop()  # the Worker is away longer than the claim's 3 s
+    time.sleep(6)
+    edge_worker.server.start()
+    _, err = finish(run, timeout=180)
+    task = swarm.all_tasks(repo)["o1"]
+    assert task.status is TaskStatus.COMPLETED and task.retry_count == 1  # the lapse, no failure
+    assert marker.read_text().split() == ["x", "x"]  # it ran again
+    kept = list((repo / ".jetpack" / "worktrees" / "kept").iterdir())
+    assert len(kept) == 1 and (kept[0] / "result.txt").read_text() == "work\n"
+    assert [e["task_id"] for e in of_kind([repo], "claim_lost")] == ["o1"]
+    assert err.count("task store does not answer") == 1, err
