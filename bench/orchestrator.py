@@ -118,6 +118,23 @@ async def orchestrated(
 # -------------------------------------------------------------- two processes
 
 
+def cli_run(
+    config: Any, tasks: Any, settings: dict[str, Any], agents: int, *, until_empty: bool
+) -> Orchestrator:
+    """A run as ``jetpack start`` builds it, with the instant executor and no memory store."""
+    return Orchestrator(
+        tasks=tasks,
+        memory=None,
+        mail_factory=lambda agent_id: create_store(config, "mail", agent_id=agent_id),
+        executor=InstantExecutor(),
+        settings=OrchestratorSettings(**settings),
+        project_dir=config.project_dir,
+        agent_count=agents,
+        until_empty=until_empty,
+        events=EventLog(None),
+    )
+
+
 def child(kind: str, folder: str, env: dict[str, str], agents: int, start_at: float) -> Any:
     """One process of a two-process run: ``run`` (an orchestrator) or ``bare`` (claim loops)."""
     logging.basicConfig(level=logging.WARNING)
@@ -131,17 +148,7 @@ def child(kind: str, folder: str, env: dict[str, str], agents: int, start_at: fl
                     *(claim_loop(tasks, f"bare-{os.getpid()}-{k}") for k in range(agents))
                 )
                 return [str(sum(done))], time.time()
-            orch = Orchestrator(
-                tasks=tasks,
-                memory=None,
-                mail_factory=lambda agent_id: create_store(config, "mail", agent_id=agent_id),
-                executor=InstantExecutor(),
-                settings=OrchestratorSettings(**SETTINGS),
-                project_dir=Path(folder),
-                agent_count=agents,
-                until_empty=True,
-                events=EventLog(None),
-            )
+            orch = cli_run(config, tasks, SETTINGS, agents, until_empty=True)
             await asyncio.sleep(max(start_at - time.time(), 0))
             summary = await orch.run()
             return summary.completed, time.time()
@@ -234,17 +241,7 @@ def idle_child(folder: str, env: dict[str, str], seconds: float, settings: dict[
     async def main() -> None:
         config = load_config(folder, env=env)
         async with create_store(config, "tasks") as tasks:
-            orch = Orchestrator(
-                tasks=tasks,
-                memory=None,
-                mail_factory=lambda agent_id: create_store(config, "mail", agent_id=agent_id),
-                executor=InstantExecutor(),
-                settings=OrchestratorSettings(**settings),
-                project_dir=Path(folder),
-                agent_count=4,
-                until_empty=False,
-                events=EventLog(None),
-            )
+            orch = cli_run(config, tasks, settings, 4, until_empty=False)
             run = asyncio.create_task(orch.run())
             await asyncio.sleep(3)  # start-up: version checks, first claims, first heartbeats
             counted.clear()

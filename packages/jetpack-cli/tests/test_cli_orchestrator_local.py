@@ -162,13 +162,18 @@ def git(root: Path, *args: str) -> str:
     ).stdout
 
 
+def repository(root: Path, file: str) -> None:
+    """A git repository at ``root`` with one committed file (``base``) and the stores ignored."""
+    git(root, "init", "-q", "-b", "main")
+    (root / ".gitignore").write_text(".beads/\n.mail/\n.cass/\n.jetpack/\n")
+    (root / file).write_text("base\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+
+
 async def test_worktrees_merge_on_success_and_fail_on_conflict(tmp_path: Path) -> None:
     config = project(tmp_path)
-    git(tmp_path, "init", "-q", "-b", "main")
-    (tmp_path / ".gitignore").write_text(".beads/\n.mail/\n.cass/\n.jetpack/\n")
-    (tmp_path / "shared.txt").write_text("base\n")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "init")
+    repository(tmp_path, "shared.txt")
     async with create_store(config, "tasks") as tasks:
         await tasks.create_tasks(
             [
@@ -206,11 +211,7 @@ async def test_a_lost_claim_keeps_the_worktree_for_review_and_the_task_runs_agai
     tmp_path: Path,
 ) -> None:
     config = project(tmp_path)
-    git(tmp_path, "init", "-q", "-b", "main")
-    (tmp_path / ".gitignore").write_text(".beads/\n.mail/\n.cass/\n.jetpack/\n")
-    (tmp_path / "base.txt").write_text("base\n")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "init")
+    repository(tmp_path, "base.txt")
     marker = tmp_path / "attempts"
     command = f"echo x >> {marker}; echo work > result.txt; sleep 1.5"
     async with create_store(config, "tasks") as tasks:

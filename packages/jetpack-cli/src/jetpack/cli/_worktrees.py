@@ -74,15 +74,10 @@ class WorktreeManager:
             return False
         return True
 
-    async def finish(self, tree: Worktree, message: str) -> str:
-        """Commit the worktree's changes, then merge its branch (or leave it for review).
-
-        Returns what happened, for the task result. A conflict raises GitError
-        after aborting the merge.
-        """
+    async def _commit_all(self, tree: Worktree, message: str) -> None:
+        """Commit every change in the worktree (nothing when it is clean)."""
         await self.git("add", "-A", cwd=tree.path)
-        status = await self.git("status", "--porcelain", cwd=tree.path)
-        if status:
+        if await self.git("status", "--porcelain", cwd=tree.path):
             await self.git(
                 "-c",
                 "user.name=jetpack",
@@ -94,6 +89,14 @@ class WorktreeManager:
                 message,
                 cwd=tree.path,
             )
+
+    async def finish(self, tree: Worktree, message: str) -> str:
+        """Commit the worktree's changes, then merge its branch (or leave it for review).
+
+        Returns what happened, for the task result. A conflict raises GitError
+        after aborting the merge.
+        """
+        await self._commit_all(tree, message)
         if not self.merge:
             return f"left on branch {tree.branch} for review"
         lock_path = self.repo / ".jetpack" / "merge.lock"
@@ -134,19 +137,7 @@ class WorktreeManager:
         name = f"{tree.path.name}-{label}".replace("/", "_")
         branch = f"jetpack/kept/{name}"
         await self.git("checkout", "-q", "-b", branch, cwd=tree.path)
-        await self.git("add", "-A", cwd=tree.path)
-        if await self.git("status", "--porcelain", cwd=tree.path):
-            await self.git(
-                "-c",
-                "user.name=jetpack",
-                "-c",
-                "user.email=jetpack@localhost",
-                "commit",
-                "-q",
-                "-m",
-                f"Kept for review: the claim on {tree.path.name} was lost",
-                cwd=tree.path,
-            )
+        await self._commit_all(tree, f"Kept for review: the claim on {tree.path.name} was lost")
         target = self.root / "kept" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         await self.git("worktree", "move", str(tree.path), str(target))
