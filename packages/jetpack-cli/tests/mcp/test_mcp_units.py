@@ -210,6 +210,33 @@ async def _test_progress_is_announced_to_other_agents(c: Client, adapters: Adapt
         assert seen[0].from_agent == "me"
 
 
+async def test_hand_backs_are_announced_so_idle_agents_wake() -> None:
+    async with session() as (c, adapters):
+        await _test_hand_backs_are_announced_so_idle_agents_wake(c, adapters)
+
+
+async def _test_hand_backs_are_announced_so_idle_agents_wake(c: Client, adapters: Adapters) -> None:
+    seen: list[Any] = []
+    hub = adapters.mail._hub  # type: ignore[attr-defined]
+    async with InMemoryMailBus("watcher", hub=hub) as watcher:
+        watcher.subscribe("*", seen.append)
+        released = await adapters.tasks.create_task({"title": "r"})
+        await call(c, "task", {"action": "claim", "id": released.id})
+        await call(c, "task", {"action": "release", "id": released.id})
+        flaky = await adapters.tasks.create_task({"title": "f"})
+        await call(c, "task", {"action": "claim", "id": flaky.id})
+        is_error, body = await call(c, "task", {"action": "fail", "id": flaky.id, "error": "x"})
+        assert not is_error and body["status"] == "ready" and body["retries"] == 1
+
+        def kinds() -> list[tuple[str, str]]:
+            return [(m.type.value, m.payload.get("task_id")) for m in seen]
+
+        await eventually(lambda: len(kinds()) >= 4)
+        assert ("task.available", released.id) in kinds()
+        assert ("task.retry_scheduled", flaky.id) in kinds()
+        assert ("task.failed", flaky.id) not in kinds()
+
+
 async def test_task_new_validation_comes_from_the_store() -> None:
     async with session() as (c, adapters):
         await _test_task_new_validation_comes_from_the_store(c, adapters)

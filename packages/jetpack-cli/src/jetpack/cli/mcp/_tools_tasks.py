@@ -204,7 +204,12 @@ async def _task(ctx: ToolContext, args: dict[str, Any]) -> Any:
         if not args.get("error"):
             raise ValidationError("error", "is required for fail")
         task = await store.fail_task(task_id, ctx.agent_id, args["error"], FailureType.ERROR)
-        await ctx.announce(MessageType.TASK_FAILED, {"task_id": task_id, "error": args["error"]})
+        kind = (
+            MessageType.TASK_FAILED
+            if task.status is TaskStatus.FAILED
+            else MessageType.TASK_RETRY_SCHEDULED  # idle agents wake when its back-off ends
+        )
+        await ctx.announce(kind, {"task_id": task_id, "error": args["error"]})
         return slim(
             {
                 "id": task_id,
@@ -216,6 +221,7 @@ async def _task(ctx: ToolContext, args: dict[str, Any]) -> Any:
     # release
     if not await store.release_task(task_id, ctx.agent_id):
         raise ConflictError(f"you do not hold task {task_id!r}")
+    await ctx.announce(MessageType.TASK_AVAILABLE, {"task_id": task_id})  # idle agents wake
     return {"id": task_id, "released": True}
 
 
