@@ -3,9 +3,8 @@ one task graph on one Worker (workerd), found by config alone."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from jetpack.shared.config import load_config
@@ -14,17 +13,8 @@ from jetpack.shared.testing.edge import EdgeProject, EdgeWorker, edge_project, e
 
 __all__ = ["edge_project", "edge_worker"]
 
-
-def cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jetpack.cli", *args],
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+"""The ``cli`` fixture (tests-integration/conftest.py): ``cli(folder, env, *args)``."""
 
 
 def test_the_cloudflare_task_backend_is_registered() -> None:
@@ -33,7 +23,7 @@ def test_the_cloudflare_task_backend_is_registered() -> None:
 
 
 async def test_two_project_folders_share_one_edge_project(
-    tmp_path: Path, edge_project: EdgeProject
+    tmp_path: Path, edge_project: EdgeProject, cli: Cli
 ) -> None:
     env = {
         "JETPACK_TASKS_BACKEND": "cloudflare",
@@ -57,7 +47,7 @@ async def test_two_project_folders_share_one_edge_project(
     assert shown.returncode == 0 and "Ship the edge" in shown.stdout, shown.stdout + shown.stderr
 
 
-def test_a_wrong_token_is_one_clear_line(tmp_path: Path, edge_worker: EdgeWorker) -> None:
+def test_a_wrong_token_is_one_clear_line(tmp_path: Path, edge_worker: EdgeWorker, cli: Cli) -> None:
     env = {
         "JETPACK_TASKS_BACKEND": "cloudflare",
         "JETPACK_WORKER_URL": edge_worker.url,

@@ -4,9 +4,8 @@ one project's mailbox and leases on one Worker (workerd), found by config alone.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from jetpack.shared import Message, MessageType
@@ -17,17 +16,8 @@ from jetpack.shared.testing.edge import EdgeProject, edge_project, edge_worker
 
 __all__ = ["edge_project", "edge_worker"]
 
-
-def cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jetpack.cli", *args],
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+"""The ``cli`` fixture (tests-integration/conftest.py): ``cli(folder, env, *args)``."""
 
 
 def test_the_cloudflare_mail_backend_is_registered() -> None:
@@ -36,7 +26,7 @@ def test_the_cloudflare_mail_backend_is_registered() -> None:
 
 
 async def test_two_project_folders_share_one_mailbox_and_its_leases(
-    tmp_path: Path, edge_project: EdgeProject
+    tmp_path: Path, edge_project: EdgeProject, cli: Cli
 ) -> None:
     env = {
         "JETPACK_MAIL_BACKEND": "cloudflare",
