@@ -196,3 +196,22 @@ async def test_a_kick_while_a_claim_is_in_flight_is_not_lost() -> None:
         await asyncio.wait_for(waiter, 1)
     finally:
         await signal.close()
+
+
+def test_the_fallback_claim_follows_where_the_task_store_is(tmp_path: Path) -> None:
+    from jetpack.cli._settings import LOCAL_POLL_S, load_settings
+    from jetpack.shared.config import load_config
+
+    local = load_settings(load_config(tmp_path, env={}))
+    edge = load_settings(load_config(tmp_path, env={"JETPACK_MODE": "edge"}))
+    edge_tasks = load_settings(load_config(tmp_path, env={"JETPACK_TASKS_BACKEND": "cloudflare"}))
+    edge_mail_only = load_settings(
+        load_config(tmp_path, env={"JETPACK_MAIL_BACKEND": "cloudflare"})
+    )
+    assert local.orchestrator.poll_s == LOCAL_POLL_S == edge_mail_only.orchestrator.poll_s
+    assert edge.orchestrator.poll_s == edge_tasks.orchestrator.poll_s == 60.0
+    (tmp_path / ".jetpack").mkdir()
+    (tmp_path / ".jetpack" / "config.toml").write_text("[orchestrator]\npoll_s = 7.5\n")
+    assert load_settings(load_config(tmp_path, env={})).orchestrator.poll_s == 7.5
+    chosen = load_settings(load_config(tmp_path, env={"JETPACK_MODE": "edge"}))
+    assert chosen.orchestrator.poll_s == 7.5
