@@ -354,6 +354,7 @@ def memory_items(corpus: list[dict[str, Any]], vectors: Any) -> list[dict[str, A
 
 
 async def run_memory(worker: EdgeWorker, work: Path, count: int) -> None:
+    root = worker.server.pid or 0
     corpus, vocab = make_corpus(count)
     items = memory_items(corpus, unit_vectors(count))
     asked = queries(corpus, vocab)
@@ -421,11 +422,11 @@ async def run_memory(worker: EdgeWorker, work: Path, count: int) -> None:
             samples: dict[str, list[float]] = {"edge": [], "cass": []}
             cpu: dict[str, int] = {}
             for name, store in (("edge", edge), ("cass", cass)):
-                before = cpu_ticks()
+                before = cpu_ticks(root)
                 for arg in args:
                     samples[name].append(await atimed(getattr(store, call)(arg, 10)))
                 if name == "edge":
-                    after = cpu_ticks()
+                    after = cpu_ticks(root)
                     cpu = {k: after[k] - before.get(k, 0) for k in after}
             report(
                 f"{label} p50 at {count}, limit 10",
