@@ -356,6 +356,20 @@ def test_doctor_on_a_local_project(cli: Cli) -> None:
     }
 
 
+def test_hybrid_mode_says_its_stores_are_local_and_unsynced(cli: Cli) -> None:
+    cli("init", "--executor", "demo")
+    listed = cli("task", "list", JETPACK_MODE="hybrid")
+    assert "mode hybrid" in listed.stderr and "not built yet" in listed.stderr
+    out = cli("doctor", JETPACK_MODE="hybrid").stdout
+    assert "! mode" in out and "not built yet" in out
+    assert "local: jetpack-beads" in out
+    # every store placed by [stores]: the mode decides nothing, nothing to warn about
+    pinned = {f"JETPACK_{s.upper()}_BACKEND": "local" for s in ("tasks", "mail", "memory")}
+    quiet = cli("task", "list", JETPACK_MODE="hybrid", **pinned)
+    assert "hybrid" not in quiet.stderr
+    assert "hybrid" not in cli("task", "list").stderr
+
+
 def test_doctor_on_the_edge_says_why_and_where_never_the_token(
     cli: Cli, edge_worker: EdgeWorker, edge_project: EdgeProject
 ) -> None:

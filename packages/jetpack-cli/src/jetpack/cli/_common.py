@@ -17,7 +17,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from jetpack.shared import MailBus, MemoryStore, TaskStore
-from jetpack.shared.config import CONFIG_FILE, Backend, JetpackConfig, StoreKind, load_config
+from jetpack.shared.config import (
+    CONFIG_FILE,
+    Backend,
+    JetpackConfig,
+    Mode,
+    StoreKind,
+    load_config,
+)
 from jetpack.shared.errors import (
     AuthError,
     BackendNotInstalledError,
@@ -108,7 +115,21 @@ def project_config(*, require_init: bool = True, check_stores: bool = False) -> 
     state.config = config
     for text in unknown_keys(config, stores=check_stores):
         err_console.print(f"[yellow]warning:[/] {escape(text)} in {CONFIG_FILE}; ignored")
+    if hybrid_is_local(config):
+        err_console.print(f"[yellow]warning:[/] {HYBRID_NOT_BUILT}; use mode local or edge")
     return config
+
+
+HYBRID_NOT_BUILT = (
+    "mode hybrid: the stores it covers are local; syncing them with the Worker is not built yet"
+)
+
+
+def hybrid_is_local(config: JetpackConfig) -> bool:
+    """Whether ``mode = "hybrid"`` decides a store (which then runs plain local, unsynced)."""
+    return config.mode is Mode.HYBRID and any(
+        getattr(config.stores, store) is None for store in STORES
+    )
 
 
 async def resolve_task_id(store: TaskStore, given: str) -> str:

@@ -26,7 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from jetpack.cli._common import STORES
+from jetpack.cli._common import HYBRID_NOT_BUILT, STORES, hybrid_is_local
 from jetpack.cli._edge_auth import whoami
 from jetpack.cli._settings import load_settings
 from jetpack.shared.config import (
@@ -163,6 +163,8 @@ def _config(report: Report, root: Path, env: Mapping[str, str]) -> JetpackConfig
         report.add("config", "config", Level.OK, f"{file} (mode {config.mode.value})")
     for text in unknown_keys(config):
         report.add("config", "key", Level.WARN, f"{text}; ignored")
+    if hybrid_is_local(config):
+        report.add("config", "mode", Level.WARN, HYBRID_NOT_BUILT, 'mode = "local" or "edge"')
     if config.cloudflare.api_token is not None and origin("cloudflare", "api_token") == str(
         CONFIG_FILE
     ):

@@ -47,7 +47,8 @@ toolchain goes; default ``~/.cache/jetpack/edge``) and ``JETPACK_EDGE_NODE`` (a
 Node.js >= 22.12 binary to use).
 
 Modes: ``local`` puts every store on this machine, ``edge`` on the Worker,
-``hybrid`` keeps local stores that sync with the Worker. A ``[stores]`` entry
+``hybrid`` is to keep local stores that sync with the Worker (the sync is not
+built yet: today its stores are plain local ones, and ``jetpack`` says so). A ``[stores]`` entry
 overrides the mode for one store. Tables other than these (``[agents]``,
 ``[claude]``, ...) belong to the tools that read them and are kept as they are.
 """
