@@ -2,7 +2,7 @@
 
 Run:  hatch run python bench/edge.py [--part all|tasks|memory|mail] [--tasks 10000]
           [--claim-tasks 3000] [--singles 300] [--memories 10000]
-          [--messages 1000] [--cycles 300]
+          [--messages 1000] [--cycles 300] [--requests 300] [--embed-texts 256]
 
 Each edge store does the same work as its local peer in the same run: the
 Worker runs on workerd (``wrangler dev``, local mode) on loopback, the local
@@ -210,6 +210,12 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=300)
     parser.add_argument("--part", choices=("all", "tasks", "memory", "mail"), default="all")
+    parser.add_argument(
+        "--requests", type=int, default=300, help="requests per route in the latency profile"
+    )
+    parser.add_argument(
+        "--embed-texts", type=int, default=256, help="texts the local model embeds, timed apart"
+    )
     args = parser.parse_args()
     n, m = args.tasks, args.claim_tasks
     work = Path(tempfile.mkdtemp(prefix="jetpack-bench-edge-"))
@@ -220,10 +226,10 @@ async def main() -> None:
     try:
         if args.part in ("tasks", "all"):
             print("-- tasks: jetpack-cf-beads vs jetpack-beads")
-            await run_all(worker, work, n, m, args.singles)
+            await run_all(worker, work, n, m, args.singles, args.requests)
         if args.part in ("memory", "all"):
             print("-- memory: jetpack-cf-cass (built-in index) vs jetpack-cass")
-            await run_memory(worker, work, args.memories)
+            await run_memory(worker, work, args.memories, args.embed_texts)
         if args.part in ("mail", "all"):
             print("-- mail: jetpack-cf-mail vs jetpack-mcp-mail")
             pid = worker.server.pid or os.getpid()
@@ -232,11 +238,13 @@ async def main() -> None:
         worker.stop()
 
 
-async def run_all(worker: EdgeWorker, work: Path, n: int, m: int, singles: int) -> None:
+async def run_all(
+    worker: EdgeWorker, work: Path, n: int, m: int, singles: int, requests: int
+) -> None:
     specs = make_specs(n)
     project = worker.new_project()
     root = worker.server.pid or 0
-    await latency_profile(worker.url, project.token, root)
+    await latency_profile(worker.url, project.token, root, requests)
 
     # create, single (a fresh project each, so both start empty)
     single_specs = specs[:singles]
@@ -353,7 +361,7 @@ def memory_items(corpus: list[dict[str, Any]], vectors: Any) -> list[dict[str, A
     return [{**item, "embedding": vectors[i].tolist()} for i, item in enumerate(corpus)]
 
 
-async def run_memory(worker: EdgeWorker, work: Path, count: int) -> None:
+async def run_memory(worker: EdgeWorker, work: Path, count: int, embed_texts: int) -> None:
     root = worker.server.pid or 0
     corpus, vocab = make_corpus(count)
     items = memory_items(corpus, unit_vectors(count))
@@ -364,7 +372,7 @@ async def run_memory(worker: EdgeWorker, work: Path, count: int) -> None:
         from jetpack.shared.embedders import LocalEmbedder
 
         model = LocalEmbedder()
-        texts = [item["content"] for item in corpus[:256]]
+        texts = [item["content"] for item in corpus[:embed_texts]]
         await model.embed(texts[:8])  # load the weights first
         elapsed = await atimed(model.embed(texts))
         label = "local embedder (all-MiniLM-L6-v2), apart"

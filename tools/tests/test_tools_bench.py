@@ -34,6 +34,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         [
             *["--tasks", "200", "--claim-tasks", "60", "--singles", "10"],
             *["--memories", "300", "--messages", "20", "--cycles", "10"],
+            *["--requests", "20", "--embed-texts", "16"],
         ],
         "lease",
     ),
