@@ -84,6 +84,49 @@ async def test_a_retried_claim_with_its_key_claims_once(edge_project: EdgeProjec
         assert sorted(t.title for t in await store.list_tasks()) == ["a", "b", "once"]
 
 
+async def test_a_key_is_kept_only_with_the_write_it_stands_for(edge_project: EdgeProject) -> None:
+    """The key rides in the batch of the route's first write (no D1 call of its own, never
+    kept without that write): a request that wrote nothing (here a refusal after a read; or
+    one whose Worker died before writing) holds no key, so its retry runs at once instead of
+    waiting out a pending key. A key that wrote is replayed as before."""
+    async with CloudflareTaskStore(edge_project.url, edge_project.token) as store:
+        await store.create_tasks(
+            [
+                {"id": "p", "title": "P"},
+                {"id": "c", "title": "C", "dependencies": ["p"]},
+                {"id": "x", "title": "X"},
+                {"id": "y", "title": "Y"},
+            ]
+        )
+        for task_id in ("x", "y"):
+            assert await store.claim_task(task_id, "a1") is not None
+    auth = {"Authorization": f"Bearer {edge_project.token}"}
+    keyed = {**auth, "Idempotency-Key": "delete-p"}
+    async with httpx.AsyncClient(base_url=edge_project.url, headers=auth) as http:
+        refused = await http.delete("/api/tasks/p", headers=keyed)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "has_dependants"
+        assert (await http.delete("/api/tasks/c")).status_code < 300
+        deleted = await http.delete("/api/tasks/p", headers=keyed)  # the same key runs afresh
+        assert deleted.status_code < 300, deleted.text
+        assert "Idempotent-Replayed" not in deleted.headers
+        while (again := await http.delete("/api/tasks/p", headers=keyed)).status_code == 409:
+            assert again.json()["error"]["code"] == "in_progress"  # first answer not kept yet
+            await asyncio.sleep(0.05)
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.status_code == deleted.status_code
+
+        def calls(answer: httpx.Response) -> str:
+            return answer.headers["Server-Timing"].split("desc=")[1]
+
+        body = {"agent_id": "a1"}
+        plain = await http.post("/api/tasks/x/complete", json=body)
+        key = {**auth, "Idempotency-Key": "complete-y"}
+        with_key = await http.post("/api/tasks/y/complete", json=body, headers=key)
+        assert plain.status_code == with_key.status_code == 200, with_key.text
+        assert calls(with_key) == calls(plain), "the key took a D1 call of its own"
+
+
 async def test_filters_combine(store: CloudflareTaskStore) -> None:
     made = await store.create_tasks(
         [{"title": f"t{i}", "priority": ["high", "low"][i % 2]} for i in range(8)]

@@ -116,7 +116,7 @@ export const guard = (condition: Sql): Sql => sql`INSERT INTO batch_guard (ok) S
 
 /**
  * A repeat: this request's `Idempotency-Key` was already recorded when its
- * first D1 call tried to record it (see {@link ScopedDb.recordFirst}). Nothing
+ * first D1 call that writes tried to record it (see {@link ScopedDb.recordFirst}). Nothing
  * of that call was written. Answered 409 `in_progress` unless the gateway
  * finds the first answer to replay.
  */
@@ -132,6 +132,19 @@ const KEY_TAKEN = /UNIQUE constraint failed: idempotency_keys\./;
 /** Whether a D1 error is the guard's CHECK failure. */
 export function isGuardFailure(err: unknown): boolean {
   return err instanceof Error && /CHECK constraint failed: ok/.test(err.message);
+}
+
+const WRITE = /\b(INSERT|UPDATE|DELETE|REPLACE)\b/i;
+
+/**
+ * Whether a statement may write. Its text is trusted SQL only (values are
+ * bound parameters, never text), so a keyword in it is a statement keyword.
+ */
+function writes(query: Sql): boolean {
+  const walk = (q: Sql): boolean =>
+    q.strings.some((text) => WRITE.test(text)) ||
+    q.parts.some((p) => (p instanceof Sql ? walk(p) : p instanceof Raw && WRITE.test(p.text)));
+  return walk(query);
 }
 
 /** Time a request spent waiting on D1 (reported in `Server-Timing: db`). */
@@ -168,28 +181,38 @@ export class ScopedDb {
 
   /**
    * The gateway's: run `statement` (recording the request's idempotency key)
-   * in this request's first D1 call: first in its batch, or alone just before
-   * a single statement. Its unique-key failure is a {@link KeyTaken}.
+   * with this request's first D1 call that writes, in one batch with it (all
+   * or nothing). Reads before it go without it, so a
+   * request that dies before writing leaves no key behind (its retry runs at
+   * once, not after the key's pending time). Its unique-key failure is a
+   * {@link KeyTaken}.
    */
   recordFirst(statement: D1PreparedStatement): void {
     this.lead = statement;
   }
 
-  /** True while {@link recordFirst}'s statement has not run yet (no D1 call so far). */
+  /** True while {@link recordFirst}'s statement has not run yet (nothing written so far). */
   get leadPending(): boolean {
     return this.lead !== null;
   }
 
-  private async flushLead(): Promise<void> {
-    const lead = this.lead;
-    if (lead === null) return;
+  /**
+   * One statement; a write carries the pending key with it in one batch (all or
+   * nothing), so a key is never kept without the write it stands for.
+   */
+  private async one(query: Sql): Promise<D1Result<Row>> {
+    const statement = this.prepare(query);
+    const lead = writes(query) ? this.lead : null;
+    if (lead === null) return await this.timer.time(statement.all<Row>());
     try {
-      await this.timer.time(lead.run());
+      const [, result] = await this.timer.time(this.d1.batch<Row>([lead, statement]));
+      this.lead = null;
+      if (result === undefined) throw new Error("D1 answered a batch of two with fewer results");
+      return result;
     } catch (err) {
       if (err instanceof Error && KEY_TAKEN.test(err.message)) throw new KeyTaken();
       throw err;
     }
-    this.lead = null;
   }
 
   /** The prepared statement, after checking the scope and the parameter cap. */
@@ -200,18 +223,15 @@ export class ScopedDb {
   }
 
   async all<T extends Row>(query: Sql): Promise<T[]> {
-    await this.flushLead();
-    return (await this.timer.time(this.prepare(query).all<T>())).results;
+    return (await this.one(query)).results as T[];
   }
 
   async first<T extends Row>(query: Sql): Promise<T | null> {
-    await this.flushLead();
-    return await this.timer.time(this.prepare(query).first<T>());
+    return ((await this.one(query)).results[0] as T | undefined) ?? null;
   }
 
   async run(query: Sql): Promise<D1Result> {
-    await this.flushLead();
-    return await this.timer.time(this.prepare(query).run());
+    return await this.one(query);
   }
 
   /**
@@ -222,14 +242,14 @@ export class ScopedDb {
   async batch(queries: readonly (Sql | typeof CHANGED)[]): Promise<D1Result<Row>[]> {
     if (queries.length === 0) return [];
     const statements = queries.map((q) => (q === CHANGED ? this.d1.prepare(GUARD_SQL) : this.prepare(q)));
-    const lead = this.lead;
-    this.lead = null;
+    const lead = queries.some((q) => q === CHANGED || writes(q)) ? this.lead : null;
+    if (lead !== null) this.lead = null;
     try {
       if (lead === null) return await this.timer.time(this.d1.batch<Row>(statements));
       return (await this.timer.time(this.d1.batch<Row>([lead, ...statements]))).slice(1);
     } catch (err) {
       if (lead !== null && err instanceof Error && KEY_TAKEN.test(err.message)) throw new KeyTaken();
-      this.lead = lead; // rolled back with the batch: it runs with the next call
+      if (lead !== null) this.lead = lead; // rolled back with the batch: it runs with the next write
       if (isGuardFailure(err)) throw new GuardFailed();
       throw err;
     }

@@ -297,7 +297,9 @@ interface KeyRow extends Record<string, unknown> {
  * The key is recorded before the route writes anything: by a D1 call of its
  * own, or, for the routes of modules that reach storage only through
  * `c.var.db` (`JetpackModule.keyInFirstCall`, the handlers in `inFirstCall`),
- * inside the route's own first D1 call, which saves a round trip.
+ * inside the route's own first D1 call that writes, which saves a round trip
+ * and leaves no pending key behind a request that died before writing. A
+ * route that wrote nothing answers afresh, unless the key is known (replay).
  */
 export const idempotency =
   (inFirstCall: ReadonlySet<unknown> = new Set()): Middleware =>
@@ -325,7 +327,15 @@ export const idempotency =
         c.res = (await repeat(c, gw, project, key, now, false)) ?? c.res; // else KeyTaken's 409
         return;
       }
-      if (db.leadPending) return; // the route never reached D1: nothing to keep
+      if (db.leadPending) {
+        // The route wrote nothing, so its answer is not kept; but if an earlier
+        // request with this key wrote, that one's answer stands (a replay).
+        const known = await gw.first(
+          sql`SELECT 1 AS known FROM idempotency_keys WHERE project = ${project} AND key = ${key}`,
+        );
+        if (known !== null) c.res = (await repeat(c, gw, project, key, now, false)) ?? c.res;
+        return;
+      }
     } else {
       const inserted = await gw.run(sql`${record} ON CONFLICT (project, key) DO NOTHING`);
       if (inserted.meta.changes === 0) {
