@@ -14,7 +14,7 @@ from mcp.client.client import Client
 
 import jetpack.cli.mcp as pkg
 from jetpack.cli.mcp import TOOLS, build_server, check_args, error_text
-from jetpack.shared import TaskInput, parse
+from jetpack.shared import Message, TaskInput, parse
 from jetpack.shared.errors import (
     BackendNotInstalledError,
     ConflictError,
@@ -124,6 +124,16 @@ async def session() -> AsyncIterator[tuple[Client, Adapters]]:
         yield c, adapters
 
 
+@asynccontextmanager
+async def watched(adapters: Adapters, kind: str) -> AsyncIterator[list[Message]]:
+    """The messages of ``kind`` another agent ("watcher") receives while the block runs."""
+    seen: list[Message] = []
+    hub = adapters.mail._hub  # type: ignore[attr-defined]
+    async with InMemoryMailBus("watcher", hub=hub) as watcher:
+        watcher.subscribe(kind, seen.append)
+        yield seen
+
+
 async def call(c: Client, tool: str, args: dict[str, Any]) -> tuple[bool, Any]:
     result = await c.call_tool(tool, args)
     text = result.content[0].text  # type: ignore[union-attr]
@@ -195,10 +205,7 @@ async def test_progress_is_announced_to_other_agents() -> None:
 
 
 async def _test_progress_is_announced_to_other_agents(c: Client, adapters: Adapters) -> None:
-    seen: list[Any] = []
-    hub = adapters.mail._hub  # type: ignore[attr-defined]
-    async with InMemoryMailBus("watcher", hub=hub) as watcher:
-        watcher.subscribe("task.progress", seen.append)
+    async with watched(adapters, "task.progress") as seen:
         task = await adapters.tasks.create_task({"title": "t"})
         await call(c, "task", {"action": "claim", "id": task.id})
         is_error, body = await call(
@@ -216,10 +223,7 @@ async def test_hand_backs_are_announced_so_idle_agents_wake() -> None:
 
 
 async def _test_hand_backs_are_announced_so_idle_agents_wake(c: Client, adapters: Adapters) -> None:
-    seen: list[Any] = []
-    hub = adapters.mail._hub  # type: ignore[attr-defined]
-    async with InMemoryMailBus("watcher", hub=hub) as watcher:
-        watcher.subscribe("*", seen.append)
+    async with watched(adapters, "*") as seen:
         released = await adapters.tasks.create_task({"title": "r"})
         await call(c, "task", {"action": "claim", "id": released.id})
         await call(c, "task", {"action": "release", "id": released.id})
