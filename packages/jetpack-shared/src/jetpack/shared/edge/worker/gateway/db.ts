@@ -116,8 +116,8 @@ export const guard = (condition: Sql): Sql => sql`INSERT INTO batch_guard (ok) S
 
 /**
  * A repeat: this request's `Idempotency-Key` was already recorded when its
- * first D1 call that writes tried to record it (see {@link ScopedDb.recordFirst}). Nothing
- * of that call was written. Answered 409 `in_progress` unless the gateway
+ * first D1 call that writes tried to record it (see {@link ScopedDb.recordFirst}).
+ * Nothing of that call was written. Answered 409 `in_progress` unless the gateway
  * finds the first answer to replay.
  */
 export class KeyTaken extends ApiError {
@@ -182,10 +182,9 @@ export class ScopedDb {
   /**
    * The gateway's: run `statement` (recording the request's idempotency key)
    * with this request's first D1 call that writes, in one batch with it (all
-   * or nothing). Reads before it go without it, so a
-   * request that dies before writing leaves no key behind (its retry runs at
-   * once, not after the key's pending time). Its unique-key failure is a
-   * {@link KeyTaken}.
+   * or nothing). Reads before it go without it, so a request that dies before
+   * writing leaves no key behind (its retry runs at once, not after the key's
+   * pending time). Its unique-key failure is a {@link KeyTaken}.
    */
   recordFirst(statement: D1PreparedStatement): void {
     this.lead = statement;
@@ -197,22 +196,16 @@ export class ScopedDb {
   }
 
   /**
-   * One statement; a write carries the pending key with it in one batch (all or
-   * nothing), so a key is never kept without the write it stands for.
+   * One statement. A write while a key is pending goes as a batch of one, which
+   * carries the key with it (see {@link batch}).
    */
   private async one(query: Sql): Promise<D1Result<Row>> {
-    const statement = this.prepare(query);
-    const lead = writes(query) ? this.lead : null;
-    if (lead === null) return await this.timer.time(statement.all<Row>());
-    try {
-      const [, result] = await this.timer.time(this.d1.batch<Row>([lead, statement]));
-      this.lead = null;
-      if (result === undefined) throw new Error("D1 answered a batch of two with fewer results");
+    if (this.lead !== null && writes(query)) {
+      const [result] = await this.batch([query]);
+      if (result === undefined) throw new Error("D1 answered a batch without results");
       return result;
-    } catch (err) {
-      if (err instanceof Error && KEY_TAKEN.test(err.message)) throw new KeyTaken();
-      throw err;
     }
+    return await this.timer.time(this.prepare(query).all<Row>());
   }
 
   /** The prepared statement, after checking the scope and the parameter cap. */
@@ -242,7 +235,8 @@ export class ScopedDb {
   async batch(queries: readonly (Sql | typeof CHANGED)[]): Promise<D1Result<Row>[]> {
     if (queries.length === 0) return [];
     const statements = queries.map((q) => (q === CHANGED ? this.d1.prepare(GUARD_SQL) : this.prepare(q)));
-    const lead = queries.some((q) => q === CHANGED || writes(q)) ? this.lead : null;
+    // The pending key goes with the first batch that writes, all or nothing.
+    const lead = this.lead !== null && queries.some((q) => q === CHANGED || writes(q)) ? this.lead : null;
     if (lead !== null) this.lead = null;
     try {
       if (lead === null) return await this.timer.time(this.d1.batch<Row>(statements));

@@ -324,22 +324,21 @@ export const idempotency =
       await next();
       if (c.error instanceof KeyTaken) {
         c.error = undefined;
-        c.res = (await repeat(c, gw, project, key, now, false)) ?? c.res; // else KeyTaken's 409
+        const row = await keyRow(gw, project, key);
+        c.res = (await repeat(c, gw, row, project, key, now, false)) ?? c.res; // else KeyTaken's 409
         return;
       }
       if (db.leadPending) {
         // The route wrote nothing, so its answer is not kept; but if an earlier
         // request with this key wrote, that one's answer stands (a replay).
-        const known = await gw.first(
-          sql`SELECT 1 AS known FROM idempotency_keys WHERE project = ${project} AND key = ${key}`,
-        );
-        if (known !== null) c.res = (await repeat(c, gw, project, key, now, false)) ?? c.res;
+        const row = await keyRow(gw, project, key);
+        if (row !== null) c.res = (await repeat(c, gw, row, project, key, now, false)) ?? c.res;
         return;
       }
     } else {
       const inserted = await gw.run(sql`${record} ON CONFLICT (project, key) DO NOTHING`);
       if (inserted.meta.changes === 0) {
-        const answer = await repeat(c, gw, project, key, now, true);
+        const answer = await repeat(c, gw, await keyRow(gw, project, key), project, key, now, true);
         if (answer !== null) return answer;
       }
       await next();
@@ -359,24 +358,30 @@ export const idempotency =
     );
   };
 
+/** The stored row of an idempotency key (null: unknown). */
+async function keyRow(gw: GatewayDb, project: string, key: string): Promise<KeyRow | null> {
+  return await gw.first<KeyRow>(
+    sql`SELECT method, path, state, status, body, created_at FROM idempotency_keys
+        WHERE project = ${project} AND key = ${key}`,
+  );
+}
+
 /**
- * The answer to a repeated key: the first response replayed, 422 for a key
- * used on another route, else 409 `in_progress`. A first request pending past
+ * The answer to a repeated key, given its stored `row` (null: gone meanwhile):
+ * the first response replayed, 422 for a key used on another route, else 409
+ * `in_progress`. A first request pending past
  * PENDING_MS is taken to have died: with `takeOver` this one runs instead
  * (null: go on), else the key is freed and the caller's retry runs.
  */
 async function repeat(
   c: Context<GatewayEnv>,
   gw: GatewayDb,
+  row: KeyRow | null,
   project: string,
   key: string,
   now: number,
   takeOver: boolean,
 ): Promise<Response | null> {
-  const row = await gw.first<KeyRow>(
-    sql`SELECT method, path, state, status, body, created_at FROM idempotency_keys
-        WHERE project = ${project} AND key = ${key}`,
-  );
   if (row !== null && (row.method !== c.req.method || row.path !== c.req.path)) {
     return errorResponse(c, new ApiError(422, "invalid", "this key was used for another request", "Idempotency-Key"));
   }
