@@ -97,6 +97,18 @@ def project_dir(*, search: bool = True) -> Path:
     return (find_root(here) if search else None) or here
 
 
+HYBRID_NOT_BUILT = (
+    "mode hybrid: the stores it covers are local; syncing them with the Worker is not built yet"
+)
+
+
+def hybrid_is_local(config: JetpackConfig) -> bool:
+    """Whether ``mode = "hybrid"`` decides a store (which then runs plain local, unsynced)."""
+    return config.mode is Mode.HYBRID and any(
+        getattr(config.stores, store) is None for store in STORES
+    )
+
+
 def project_config(*, require_init: bool = True, check_stores: bool = False) -> JetpackConfig:
     """Load the project's config; refuse an un-initialised project unless told not to.
 
@@ -118,18 +130,6 @@ def project_config(*, require_init: bool = True, check_stores: bool = False) -> 
     if hybrid_is_local(config):
         err_console.print(f"[yellow]warning:[/] {HYBRID_NOT_BUILT}; use mode local or edge")
     return config
-
-
-HYBRID_NOT_BUILT = (
-    "mode hybrid: the stores it covers are local; syncing them with the Worker is not built yet"
-)
-
-
-def hybrid_is_local(config: JetpackConfig) -> bool:
-    """Whether ``mode = "hybrid"`` decides a store (which then runs plain local, unsynced)."""
-    return config.mode is Mode.HYBRID and any(
-        getattr(config.stores, store) is None for store in STORES
-    )
 
 
 async def resolve_task_id(store: TaskStore, given: str) -> str:
