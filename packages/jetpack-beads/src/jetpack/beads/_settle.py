@@ -26,6 +26,7 @@ from jetpack.shared.rules import (
     blocker_names,
     dependants_closure,
     plan_block,
+    plan_rebase,
     resettle,
     topological_order,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "after_status_change",
     "block_closure",
     "promote_dependants",
+    "rebase",
     "resettle_one",
     "resettle_tasks",
 ]
@@ -156,6 +158,16 @@ def resettle_one(graph: Graph, task: Task) -> Task:
     new = graph.put(task, status=status, blockers=blockers)
     after_status_change(graph, task, new)
     return new
+
+
+def rebase(graph: Graph, task_id: str) -> None:
+    """After an edit of ``task_id``'s dependencies: drop the blockers it made stale (rules.plan_rebase)."""
+    ids = [task_id, *graph.dependants_closure(task_id)]
+    graph.load(ids)
+    edges = graph.conn.execute(_sql.DEPENDENCY_EDGES, {"ids": dump_json(ids)}).fetchall()
+    graph.prefetch(graph.tasks[i] for i in ids if i in graph.tasks)
+    for changed_id, status, blockers in plan_rebase(ids, edges, graph.get, graph.status_of):
+        graph.put(graph.tasks[changed_id], status=status, blockers=blockers)
 
 
 def promote_dependants(conn: sqlite3.Connection, task_id: str, now: datetime) -> None:

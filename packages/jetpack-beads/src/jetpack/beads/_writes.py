@@ -36,6 +36,7 @@ from jetpack.beads._settle import (
     after_status_change,
     block_closure,
     promote_dependants,
+    rebase,
     resettle_one,
     resettle_tasks,
 )
@@ -137,7 +138,9 @@ def update(conn: sqlite3.Connection, task_id: str, changes: dict[str, Any]) -> T
             run(conn, _sql.INSERT_DEP, deps)
     graph.tasks[task_id] = updated
     after_status_change(graph, task, updated)
-    return updated
+    if "dependencies" in changes:
+        rebase(graph, task_id)
+    return graph.tasks[task_id]
 
 
 def delete(conn: sqlite3.Connection, task_id: str) -> bool:

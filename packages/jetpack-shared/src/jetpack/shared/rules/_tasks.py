@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "is_ready",
     "next_after_failure",
     "plan_block",
+    "plan_rebase",
     "resettle",
     "retry_delay_ms",
     "status_change",
@@ -251,6 +252,63 @@ def plan_block(
             continue
         blockers = task.blockers if blocker in task.blockers else [*task.blockers, blocker]
         out.append((dep_id, list(blockers)))
+    return out
+
+
+def plan_rebase(
+    ids: Sequence[str],
+    edges: Iterable[tuple[str, str]],
+    get: Callable[[str], Task | None],
+    status_of: Callable[[str], TaskStatus | None],
+) -> list[tuple[str, TaskStatus, list[str]]]:
+    """After the dependencies of ``ids[0]`` changed: ``(id, status, blockers)`` per task to change.
+
+    ``ids`` is the edited task and its dependants closure, ``edges`` every
+    ``(task_id, depends_on)`` edge at or above them (the edit included). A
+    dependency blocker names a failed or blocked task *above* its task; once an
+    edit takes that task out from above, the blocker stands for nothing (and
+    reopening the task it names would never reach it), so it is dropped and the
+    task placed again by :func:`resettle` (held and final tasks keep their
+    status), as is every task below one that changed.
+    """
+    below: dict[str, list[str]] = defaultdict(list)
+    parents: dict[str, list[str]] = defaultdict(list)
+    for child, parent in edges:
+        below[parent].append(child)
+        parents[child].append(parent)
+    reach: dict[str, set[str]] = {}
+
+    def is_above(name: str, task_id: str) -> bool:
+        if name not in reach:
+            reach[name] = set(dependants_closure(name, lambda n: below.get(n, ())))
+        return task_id in reach[name]
+
+    changed: dict[str, TaskStatus] = {}
+    out: list[tuple[str, TaskStatus, list[str]]] = []
+    for task_id in topological_order(ids, lambda n: parents.get(n, ())):
+        task = get(task_id)
+        if task is None:
+            continue
+        stale = [
+            b
+            for b in task.blockers
+            if (named := blocker_names(b)) is not None and not is_above(named, task_id)
+        ]
+        if not stale and not any(d in changed for d in task.dependencies):
+            continue
+        if task.status in HELD_STATUSES or task.status in FINAL_STATUSES:
+            status, blockers = task.status, [b for b in task.blockers if b not in stale]
+        else:
+
+            def status_above(name: str, task_id: str = task_id) -> TaskStatus | None:
+                if not is_above(name, task_id):
+                    return None
+                return changed[name] if name in changed else status_of(name)
+
+            status, blockers = resettle(task, status_above)
+        if status is not task.status or blockers != task.blockers:
+            changed[task_id] = status
+            out.append((task_id, status, blockers))
     return out
 
 

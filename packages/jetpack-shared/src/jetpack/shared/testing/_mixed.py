@@ -30,8 +30,9 @@ from typing import Any
 from jetpack.shared._tasks import FINAL_STATUSES, Task, TaskStatus
 from jetpack.shared._time import utcnow
 from jetpack.shared.errors import ConflictError, LeaseHeldError, NotFoundError, ValidationError
-from jetpack.shared.rules import blocker_names, paths_overlap
+from jetpack.shared.rules import paths_overlap
 from jetpack.shared.testing._children import ChildLink, run_children
+from jetpack.shared.testing._model import stale_blocked
 from jetpack.shared.testing._spec import StoreSpec
 
 __all__ = ["MixedReport", "run_mixed_load"]
@@ -256,21 +257,6 @@ async def _drain(store: Any, timeout: float) -> tuple[int, list[str]]:
     return len(drained), drained
 
 
-def _stale_blocked(tasks: list[Task]) -> list[str]:
-    status = {t.id: t.status for t in tasks}
-    out = []
-    for t in tasks:
-        if t.status is not TaskStatus.BLOCKED:
-            continue
-        named = [blocker_names(b) for b in t.blockers]
-        has_cause = any(
-            n is None or status.get(n) in (TaskStatus.FAILED, TaskStatus.BLOCKED) for n in named
-        )
-        if not has_cause:
-            out.append(t.id)
-    return out
-
-
 def _overlaps(grants: list[tuple[int, str, int, int, int]]) -> int:
     """Pairs of grants of different processes on overlapping paths, held at once."""
     found = 0
@@ -320,7 +306,7 @@ async def run_mixed_load(
         tasks=len(tasks),
         by_status={s.value: by_status.get(s.value, 0) for s in TaskStatus},
         stranded=[t.id for t in tasks if t.status in open_statuses],
-        stale_blocked=_stale_blocked(tasks),
+        stale_blocked=stale_blocked(tasks),
         double_completions=sorted(tid for tid, n in completions.items() if n > 1),
         late_completions=sum(r.late_completions for r in reports),
         lease_grants=len(grants),

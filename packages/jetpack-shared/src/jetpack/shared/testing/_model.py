@@ -3,7 +3,8 @@
 Both stores get the same calls (explicit ids, no timing). After every step the
 answers, and every task's status, blockers, holder, retry count and
 dependencies, must agree; no waiting task may be stranded (pending or ready
-below a failed or blocked task); and the ready lists must match. It judges the
+below a failed or blocked task) or blocked for nothing (``stale_blocked``);
+and the ready lists must match. It judges the
 dependency rules wherever they run: in Python (jetpack-beads) or ported to the
 Worker (jetpack-cf-beads).
 """
@@ -16,9 +17,12 @@ from typing import Any
 from jetpack.shared._protocols import TaskStore
 from jetpack.shared._tasks import Task, TaskStatus
 from jetpack.shared.errors import ConflictError, JetpackError, ValidationError
+from jetpack.shared.rules import blocker_names
 from jetpack.shared.testing._reference_tasks import InMemoryTaskStore
 
-__all__ = ["agree_on_random_work"]
+__all__ = ["agree_on_random_work", "stale_blocked"]
+
+_BLOCKING = (TaskStatus.FAILED, TaskStatus.BLOCKED)
 
 _OPS = (
     "create",
@@ -52,6 +56,22 @@ def _stranded(tasks: list[Task]) -> list[str]:
         if t.status in (TaskStatus.PENDING, TaskStatus.READY)
         and any(status.get(d) in (TaskStatus.FAILED, TaskStatus.BLOCKED) for d in t.dependencies)
     ]
+
+
+def stale_blocked(tasks: list[Task]) -> list[str]:
+    """Blocked tasks held by dependency blockers alone, none naming a failed or blocked task.
+
+    Such a task is blocked for nothing: nothing left to fail or reopen will ever free it.
+    """
+    status = {t.id: t.status for t in tasks}
+    out = []
+    for t in tasks:
+        named = [blocker_names(b) for b in t.blockers]
+        if t.status is not TaskStatus.BLOCKED or not any(n is not None for n in named):
+            continue
+        if not any(n is None or status.get(n) in _BLOCKING for n in named):
+            out.append(t.id)
+    return out
 
 
 async def _call(store: TaskStore, name: str, *args: Any) -> object:
@@ -121,5 +141,6 @@ async def agree_on_random_work(store: TaskStore, seed: int, steps: int = 80) -> 
             tasks = await store.list_tasks()
             assert _view(tasks) == _view(await ref.list_tasks()), where
             assert _stranded(tasks) == [], where
+            assert stale_blocked(tasks) == [], where
             ready = [t.id for t in await store.get_ready_tasks()]
             assert ready == [t.id for t in await ref.get_ready_tasks()], where

@@ -46,6 +46,7 @@ from jetpack.shared.rules import (
     new_task_id,
     next_after_failure,
     plan_block,
+    plan_rebase,
     resettle,
     status_change,
     topological_order,
@@ -149,6 +150,15 @@ class InMemoryTaskStore(AsyncStoreMixin):
         closure = dependants_closure(task_id, self._dependants_of)
         for dep_id in topological_order(closure, self._deps_of):
             self._resettle(self._tasks[dep_id])
+
+    def _rebase(self, task_id: str) -> None:
+        """After an edit of ``task_id``'s dependencies (rules.plan_rebase)."""
+        ids = [task_id, *dependants_closure(task_id, self._dependants_of)]
+        edges = [(t.id, d) for t in self._tasks.values() for d in t.dependencies]
+        for changed_id, status, blockers in plan_rebase(
+            ids, edges, self._tasks.get, self._status_of
+        ):
+            self._put(self._tasks[changed_id], status=status, blockers=blockers)
 
     def _recover(self, now: datetime) -> list[Task]:
         out = []
@@ -269,7 +279,9 @@ class InMemoryTaskStore(AsyncStoreMixin):
                     update={"status": status, "blockers": blockers}
                 )
             self._after_status_change(task, new)
-            return new
+            if "dependencies" in changes:
+                self._rebase(task_id)
+            return self._tasks[task_id]
 
     async def delete_task(self, task_id: str) -> bool:
         """Delete a task nobody depends on."""

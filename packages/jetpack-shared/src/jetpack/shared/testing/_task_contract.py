@@ -619,6 +619,55 @@ class TaskStoreContract(KitContract, kit=True):
         await store.complete_task(root.id, "agent-1")
         assert [t.id for t in await store.get_ready_tasks()] == [child.id]
 
+    async def test_a_task_taken_from_below_a_failed_one_no_longer_waits_for_it(
+        self, store: TaskStore
+    ) -> None:
+        """A blocked task whose dependencies no longer lead to the failed task stops naming it.
+
+        Before, it (and what was blocked below it) kept naming the failed task, and
+        reopening that task never reached them: blocked for good, for nothing.
+        """
+        root = await store.create_task({"title": "root", "max_retries": 0})
+        middle = await store.create_task({"title": "middle", "dependencies": [root.id]})
+        task = await store.create_task({"title": "task", "dependencies": [middle.id]})
+        below = await store.create_task({"title": "below", "dependencies": [task.id]})
+        other = await store.create_task({"title": "other"})
+        assert await store.claim_task(root.id, "agent-1") is not None
+        await store.fail_task(root.id, "agent-1", "fatal")
+        assert names(await store.get_task(below.id), root.id)  # blocked naming the root cause
+        moved = await store.update_task(task.id, {"dependencies": [other.id]})
+        assert moved.status is TaskStatus.PENDING and moved.blockers == []
+        back = await store.get_task(below.id)
+        assert back is not None and back.status is TaskStatus.PENDING and back.blockers == []
+        freed = await store.update_task(middle.id, {"dependencies": []})
+        assert freed.status is TaskStatus.READY and freed.blockers == []
+        await store.update_task(root.id, {"status": "pending"})  # reaches none of them now
+        still = await store.get_task(task.id)
+        assert still is not None and still.version == moved.version
+        ready = {t.id for t in await store.get_ready_tasks()}
+        assert ready == {root.id, middle.id, other.id}
+
+    async def test_a_blocked_task_moved_below_another_failure_names_that_one(
+        self, store: TaskStore
+    ) -> None:
+        """Moving a blocked task from below one failed task to below another: it names the new one."""
+        first = await store.create_task({"title": "first", "max_retries": 0})
+        task = await store.create_task({"title": "task", "dependencies": [first.id]})
+        below = await store.create_task({"title": "below", "dependencies": [task.id]})
+        assert await store.claim_task(first.id, "agent-1") is not None
+        await store.fail_task(first.id, "agent-1", "fatal")
+        assert names(await store.get_task(below.id), first.id)
+        second = await self._failed(store, "second")
+        moved = await store.update_task(task.id, {"dependencies": [second.id]})
+        assert moved.status is TaskStatus.BLOCKED and moved.blockers == [
+            f"dependency {second.id} failed"
+        ]
+        assert names(await store.get_task(below.id), task.id)
+        await store.update_task(second.id, {"status": "pending"})
+        for task_id in (task.id, below.id):
+            back = await store.get_task(task_id)
+            assert back is not None and back.status is TaskStatus.PENDING and back.blockers == []
+
     async def test_update_cannot_make_a_held_task(self, store: TaskStore) -> None:
         """Status claimed/in_progress comes only from claims: update_task refuses it (status)."""
         task = await store.create_task({"title": "t"})
