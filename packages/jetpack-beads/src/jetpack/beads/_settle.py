@@ -161,7 +161,10 @@ def resettle_one(graph: Graph, task: Task) -> Task:
 
 
 def rebase(graph: Graph, task_id: str) -> None:
-    """After an edit of ``task_id``'s dependencies: drop the blockers it made stale (rules.plan_rebase)."""
+    """After an edit of ``task_id``'s dependencies: drop the blockers it made stale.
+
+    The shared ``rules.plan_rebase``, over the task and its dependants closure.
+    """
     ids = [task_id, *graph.dependants_closure(task_id)]
     graph.load(ids)
     edges = graph.conn.execute(_sql.DEPENDENCY_EDGES, {"ids": dump_json(ids)}).fetchall()

@@ -260,11 +260,12 @@ async function updateOnce(db: ScopedDb, id: string, given: TaskUpdate): Promise<
     statements.push(q.deleteEdgesOf(quote([id])), ...edgesOf([next]).map(q.insertEdges), q.bumpGraph());
   }
   graph.tasks.set(id, next);
-  await graph.afterStatusChange(task, next);
+  if (given.dependencies !== undefined) await graph.rebase(task, next);
+  else await graph.afterStatusChange(task, next);
   const results = await write(db, [
     ...graph.guards(),
     ...statements,
-    ...graph.writes(new Set([id])),
+    ...graph.writes(), // the task itself only if the rebase moved it again
     ...graph.tail,
     q.selectTask(id),
   ]);

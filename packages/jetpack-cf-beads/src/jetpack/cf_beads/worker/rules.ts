@@ -111,6 +111,87 @@ export function dependantsClosure(id: string, dependantsOf: (node: string) => re
   return order;
 }
 
+/**
+ * `rules.plan_block`: block the dependants closure of `id` with `label`, as
+ * `[id, blockers]` per task to change. Final and held tasks are left alone; a
+ * task already blocked by a dependency keeps its blockers.
+ */
+export function planBlock(
+  id: string,
+  label: string,
+  dependantsOf: (node: string) => readonly string[],
+  get: (node: string) => Task | undefined,
+): [string, string[]][] {
+  const out: [string, string[]][] = [];
+  for (const node of dependantsClosure(id, dependantsOf)) {
+    const task = get(node);
+    if (task === undefined || FINAL.has(task.status) || HELD.has(task.status)) continue;
+    if (task.status === "blocked" && task.blockers.some(namesTask)) continue;
+    out.push([node, task.blockers.includes(label) ? [...task.blockers] : [...task.blockers, label]]);
+  }
+  return out;
+}
+
+/**
+ * `rules.plan_rebase`: after the dependencies of `ids[0]` changed, `[id, status,
+ * blockers]` per task to change. `ids` is the edited task and its dependants
+ * closure, `edges` every `[task_id, depends_on]` edge at or above them (the
+ * edit included). A dependency blocker naming a task no longer above its task
+ * is dropped and the task placed again by `resettle` (held and final tasks keep
+ * their status), as is every task that depends on or names one that changed.
+ */
+export function planRebase(
+  ids: readonly string[],
+  edges: Iterable<readonly [string, string]>,
+  get: (id: string) => Task | undefined,
+  statusOf: (id: string) => Status | null,
+): [string, Status, string[]][] {
+  const below = new Map<string, string[]>();
+  const parents = new Map<string, string[]>();
+  for (const [child, parent] of edges) {
+    below.set(parent, [...(below.get(parent) ?? []), child]);
+    parents.set(child, [...(parents.get(child) ?? []), parent]);
+  }
+  const reach = new Map<string, Set<string>>();
+  const isAbove = (name: string, id: string): boolean => {
+    let found = reach.get(name);
+    if (found === undefined) {
+      found = new Set(dependantsClosure(name, (node) => below.get(node) ?? []));
+      reach.set(name, found);
+    }
+    return found.has(id);
+  };
+  const changed = new Map<string, Status>();
+  const out: [string, Status, string[]][] = [];
+  for (const id of topologicalOrder(ids, (node) => parents.get(node) ?? [])) {
+    const task = get(id);
+    if (task === undefined) continue;
+    const named = task.blockers.map((b) => [b, blockerNames(b)] as const);
+    const stale = named.filter(([, n]) => n !== null && !isAbove(n, id)).map(([b]) => b);
+    const names = named.flatMap(([, n]) => (n === null ? [] : [n]));
+    if (stale.length === 0 && ![...task.dependencies, ...names].some((n) => changed.has(n))) continue;
+    let status: Status;
+    let blockers: string[];
+    if (HELD.has(task.status) || FINAL.has(task.status)) {
+      [status, blockers] = [task.status, task.blockers.filter((b) => !stale.includes(b))];
+    } else {
+      [status, blockers] = resettle(task, (name) => {
+        if (!isAbove(name, id)) return null;
+        return changed.has(name) ? (changed.get(name) as Status) : statusOf(name);
+      });
+    }
+    if (status !== task.status || !sameList(blockers, task.blockers)) {
+      changed.set(id, status);
+      out.push([id, status, blockers]);
+    }
+  }
+  return out;
+}
+
+/** Whether two lists hold the same items in the same order. */
+export const sameList = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
 /** `rules.topological_order`: each id after those of its dependencies among `ids`; ties keep order. */
 export function topologicalOrder(ids: Iterable<string>, dependenciesOf: (node: string) => readonly string[]): string[] {
   const order = [...new Set(ids)];

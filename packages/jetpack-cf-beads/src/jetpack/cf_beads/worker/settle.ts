@@ -13,7 +13,18 @@
  */
 import { GuardFailed, type ScopedDb, type Sql, toIso, toMs } from "@jetpack/gateway";
 import { rowToTask, type TaskRow } from "./rows";
-import { BLOCKING, blockerNames, dependantsClosure, labelOf, resettle, type Status, topologicalOrder } from "./rules";
+import {
+  BLOCKING,
+  blockerNames,
+  dependantsClosure,
+  labelOf,
+  planBlock,
+  planRebase,
+  resettle,
+  sameList,
+  type Status,
+  topologicalOrder,
+} from "./rules";
 import type { Task } from "./schemas";
 import * as q from "./sql";
 
@@ -52,9 +63,6 @@ export async function retrying<T>(decide: () => Promise<T>): Promise<T> {
     }
   }
 }
-
-const sameList = (a: readonly string[], b: readonly string[]): boolean =>
-  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Tasks and statuses read for one decision, the changes it makes, and the batch that writes them. */
 export class Graph {
@@ -122,8 +130,9 @@ export class Graph {
   /** A task's status as this decision sees it (null: unknown, or not read). */
   readonly statusOf = (id: string): Status | null => this.tasks.get(id)?.status ?? this.statuses.get(id) ?? null;
 
-  /** This decision read the project's edges at graph version `version`. */
+  /** This decision read the project's edges at graph version `version` (read twice, at two versions: decide again). */
   readGraph(version: number): void {
+    if (this.graphSeen !== null && this.graphSeen !== version) throw new GuardFailed();
     this.graphSeen = version;
   }
 
@@ -186,6 +195,40 @@ export class Graph {
       await this.resettleAll(await this.closure(next.id));
     } else if (next.status === "completed") {
       this.tail.push(q.promoteDependants(next.id, this.now));
+    }
+  }
+
+  /** `_settle.block_closure`, decided here rather than by SQL after the batch: block `closure` (loaded) below `task`. */
+  blockClosure(task: Task, closure: readonly string[]): void {
+    const below = new Map<string, string[]>();
+    for (const child of closure) {
+      for (const dep of this.tasks.get(child)?.dependencies ?? []) below.set(dep, [...(below.get(dep) ?? []), child]);
+    }
+    const plan = planBlock(task.id, labelOf(task), (node) => below.get(node) ?? [], (node) => this.tasks.get(node));
+    for (const [id, blockers] of plan) this.put(this.tasks.get(id) as Task, "blocked", blockers);
+  }
+
+  /**
+   * `_settle.rebase` after an edit of `old`'s dependencies (`next`, its new edges
+   * not stored yet): what its status change means below it, then `rules.planRebase`
+   * over it and its dependants closure.
+   */
+  async rebase(old: Task, next: Task): Promise<void> {
+    const closure = await this.closure(next.id);
+    await this.load(closure);
+    if (next.status !== old.status && BLOCKING.has(next.status)) this.blockClosure(next, closure);
+    else await this.afterStatusChange(old, next);
+    const ids = [next.id, ...closure];
+    // Stored edges: the task's old ones are left out, its new dependencies walked up from.
+    const [version, above] = await this.db.batch([q.graphVersion(), q.edgesAbove([...ids, ...next.dependencies])]);
+    this.readGraph(Number(version?.results[0]?.version ?? 0));
+    const edges: [string, string][] = next.dependencies.map((dep) => [next.id, dep]);
+    for (const edge of above?.results ?? []) {
+      if (edge.task_id !== next.id) edges.push([String(edge.task_id), String(edge.depends_on)]);
+    }
+    await this.prefetch(ids.flatMap((id) => this.tasks.get(id) ?? []));
+    for (const [id, status, blockers] of planRebase(ids, edges, (node) => this.tasks.get(node), this.statusOf)) {
+      this.put(this.tasks.get(id) as Task, status, blockers);
     }
   }
 

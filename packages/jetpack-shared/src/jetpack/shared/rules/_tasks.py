@@ -269,7 +269,7 @@ def plan_rebase(
     edit takes that task out from above, the blocker stands for nothing (and
     reopening the task it names would never reach it), so it is dropped and the
     task placed again by :func:`resettle` (held and final tasks keep their
-    status), as is every task below one that changed.
+    status), as is every task that depends on or names one that changed.
     """
     below: dict[str, list[str]] = defaultdict(list)
     parents: dict[str, list[str]] = defaultdict(list)
@@ -289,12 +289,10 @@ def plan_rebase(
         task = get(task_id)
         if task is None:
             continue
-        stale = [
-            b
-            for b in task.blockers
-            if (named := blocker_names(b)) is not None and not is_above(named, task_id)
-        ]
-        if not stale and not any(d in changed for d in task.dependencies):
+        named = {b: n for b in task.blockers if (n := blocker_names(b)) is not None}
+        stale = [b for b, n in named.items() if not is_above(n, task_id)]
+        names = list(named.values())
+        if not stale and not any(n in changed for n in (*task.dependencies, *names)):
             continue
         if task.status in HELD_STATUSES or task.status in FINAL_STATUSES:
             status, blockers = task.status, [b for b in task.blockers if b not in stale]

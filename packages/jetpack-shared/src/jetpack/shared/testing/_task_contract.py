@@ -650,7 +650,7 @@ class TaskStoreContract(KitContract, kit=True):
     async def test_a_blocked_task_moved_below_another_failure_names_that_one(
         self, store: TaskStore
     ) -> None:
-        """Moving a blocked task from below one failed task to below another: it names the new one."""
+        """A blocked task moved from below one failed task to below another names the new one."""
         first = await store.create_task({"title": "first", "max_retries": 0})
         task = await store.create_task({"title": "task", "dependencies": [first.id]})
         below = await store.create_task({"title": "below", "dependencies": [task.id]})
