@@ -160,17 +160,18 @@ def resettle_one(graph: Graph, task: Task) -> Task:
     return new
 
 
-def rebase(graph: Graph, task_id: str) -> None:
-    """After an edit of ``task_id``'s dependencies: drop the blockers it made stale.
+def rebase(graph: Graph, ids: list[str], *, bump_ids: Collection[str] | None = None) -> None:
+    """After an edit of dependencies: drop the blockers it made stale (``rules.plan_rebase``).
 
-    The shared ``rules.plan_rebase``, over the task and its dependants closure.
+    ``ids`` are the edited tasks and their dependants closure, the edges stored
+    already; ``bump_ids`` as for :func:`resettle_tasks`.
     """
-    ids = [task_id, *graph.dependants_closure(task_id)]
     graph.load(ids)
     edges = graph.conn.execute(_sql.DEPENDENCY_EDGES, {"ids": dump_json(ids)}).fetchall()
     graph.prefetch(graph.tasks[i] for i in ids if i in graph.tasks)
     for changed_id, status, blockers in plan_rebase(ids, edges, graph.get, graph.status_of):
-        graph.put(graph.tasks[changed_id], status=status, blockers=blockers)
+        bump = bump_ids is None or changed_id in bump_ids
+        graph.put(graph.tasks[changed_id], bump, status=status, blockers=blockers)
 
 
 def promote_dependants(conn: sqlite3.Connection, task_id: str, now: datetime) -> None:

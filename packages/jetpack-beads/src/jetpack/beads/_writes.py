@@ -85,7 +85,8 @@ def import_whole(conn: sqlite3.Connection, tasks: Sequence[Task], replace: bool)
     """Write whole tasks as given; an existing id is a conflict unless ``replace``.
 
     Then waiting tasks of the batch, and stored dependants of batch tasks, are
-    placed by the dependency rules (batch tasks keep their version and updated_at).
+    placed by the dependency rules (batch tasks keep their version and updated_at);
+    a replace drops the blockers its new edges made stale (``rules.plan_rebase``).
     """
     for task in tasks:
         check_imported(task)
@@ -103,6 +104,8 @@ def import_whole(conn: sqlite3.Connection, tasks: Sequence[Task], replace: bool)
     touched.extend(child for (child,) in rows)
     outside = [task_id for task_id in touched if task_id not in batch]
     resettle_tasks(graph, touched, bump_ids=set(outside))
+    if replace:  # edges of stored tasks were replaced
+        rebase(graph, touched, bump_ids=set(outside))
     return len(tasks)
 
 
@@ -139,7 +142,7 @@ def update(conn: sqlite3.Connection, task_id: str, changes: dict[str, Any]) -> T
     graph.tasks[task_id] = updated
     after_status_change(graph, task, updated)
     if "dependencies" in changes:
-        rebase(graph, task_id)
+        rebase(graph, [task_id, *graph.dependants_closure(task_id)])
     return graph.tasks[task_id]
 
 

@@ -200,6 +200,11 @@ async function importOnce(db: ScopedDb, tasks: readonly Task[], replace: boolean
   }
   for (const task of tasks) graph.tasks.set(task.id, task);
   await graph.resettleAll([...batch.keys(), ...outside], new Set(outside));
+  if (replace) {
+    // Edges of stored tasks were replaced: drop the blockers the new edges made stale.
+    const edges = [...parents].flatMap(([child, deps]) => deps.map((dep) => [child, dep] as const));
+    await graph.rebaseAll([...batch.keys(), ...outside], edges, new Set(outside));
+  }
   const written = [...batch.keys()].map((id) => graph.tasks.get(id) as Task);
   const idChunks = jsonChunks([...batch.keys()]);
   const edges = edgesOf(tasks);

@@ -133,10 +133,10 @@ export function planBlock(
 }
 
 /**
- * `rules.plan_rebase`: after the dependencies of `ids[0]` changed, `[id, status,
- * blockers]` per task to change. `ids` is the edited task and its dependants
- * closure, `edges` every `[task_id, depends_on]` edge at or above them (the
- * edit included). A dependency blocker naming a task no longer above its task
+ * `rules.plan_rebase`: after an edit of dependencies, `[id, status, blockers]`
+ * per task to change. `ids` are the edited tasks and their dependants closure,
+ * `edges` every `[task_id, depends_on]` edge at or above them (the edit
+ * included). A dependency blocker naming a task no longer above its task
  * is dropped and the task placed again by `resettle` (held and final tasks keep
  * their status), as is every task that depends on or names one that changed.
  */

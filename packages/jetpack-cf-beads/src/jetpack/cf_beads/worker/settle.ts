@@ -226,9 +226,18 @@ export class Graph {
     for (const edge of above?.results ?? []) {
       if (edge.task_id !== next.id) edges.push([String(edge.task_id), String(edge.depends_on)]);
     }
+    await this.rebaseAll(ids, edges);
+  }
+
+  /** `rules.planRebase` applied to `ids` (loaded) under `edges` (`bumpIds`: which get a new version). */
+  async rebaseAll(
+    ids: readonly string[],
+    edges: Iterable<readonly [string, string]>,
+    bumpIds?: ReadonlySet<string>,
+  ): Promise<void> {
     await this.prefetch(ids.flatMap((id) => this.tasks.get(id) ?? []));
     for (const [id, status, blockers] of planRebase(ids, edges, (node) => this.tasks.get(node), this.statusOf)) {
-      this.put(this.tasks.get(id) as Task, status, blockers);
+      this.put(this.tasks.get(id) as Task, status, blockers, bumpIds === undefined || bumpIds.has(id));
     }
   }
 

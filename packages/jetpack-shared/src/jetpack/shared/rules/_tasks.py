@@ -261,9 +261,9 @@ def plan_rebase(
     get: Callable[[str], Task | None],
     status_of: Callable[[str], TaskStatus | None],
 ) -> list[tuple[str, TaskStatus, list[str]]]:
-    """After the dependencies of ``ids[0]`` changed: ``(id, status, blockers)`` per task to change.
+    """After an edit of dependencies: ``(id, status, blockers)`` per task to change.
 
-    ``ids`` is the edited task and its dependants closure, ``edges`` every
+    ``ids`` are the edited tasks and their dependants closure, ``edges`` every
     ``(task_id, depends_on)`` edge at or above them (the edit included). A
     dependency blocker names a failed or blocked task *above* its task; once an
     edit takes that task out from above, the blocker stands for nothing (and

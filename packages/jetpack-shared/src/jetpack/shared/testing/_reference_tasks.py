@@ -7,7 +7,7 @@ atomic within the event loop; it is not shared across processes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -151,14 +151,19 @@ class InMemoryTaskStore(AsyncStoreMixin):
         for dep_id in topological_order(closure, self._deps_of):
             self._resettle(self._tasks[dep_id])
 
-    def _rebase(self, task_id: str) -> None:
-        """After an edit of ``task_id``'s dependencies (rules.plan_rebase)."""
-        ids = [task_id, *dependants_closure(task_id, self._dependants_of)]
+    def _rebase(self, ids: list[str], keep: Collection[str] = ()) -> None:
+        """After an edit of dependencies (rules.plan_rebase); ``keep``: no new version."""
         edges = [(t.id, d) for t in self._tasks.values() for d in t.dependencies]
         for changed_id, status, blockers in plan_rebase(
             ids, edges, self._tasks.get, self._status_of
         ):
-            self._put(self._tasks[changed_id], status=status, blockers=blockers)
+            task = self._tasks[changed_id]
+            if changed_id in keep:
+                self._tasks[changed_id] = task.model_copy(
+                    update={"status": status, "blockers": blockers}
+                )
+            else:
+                self._put(task, status=status, blockers=blockers)
 
     def _recover(self, now: datetime) -> list[Task]:
         out = []
@@ -253,6 +258,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
                     )
                 else:
                     self._put(task, status=status, blockers=blockers)
+            if replace:  # edges of stored tasks were replaced
+                self._rebase(touched, batch)
             return len(parsed)
 
     async def get_task(self, task_id: str) -> Task | None:
@@ -280,7 +287,7 @@ class InMemoryTaskStore(AsyncStoreMixin):
                 )
             self._after_status_change(task, new)
             if "dependencies" in changes:
-                self._rebase(task_id)
+                self._rebase([task_id, *dependants_closure(task_id, self._dependants_of)])
             return self._tasks[task_id]
 
     async def delete_task(self, task_id: str) -> bool:

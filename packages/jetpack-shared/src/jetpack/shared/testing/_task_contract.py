@@ -739,6 +739,24 @@ class TaskStoreContract(KitContract, kit=True):
         y = await store.get_task("bd-y")
         assert y is not None and y.status is TaskStatus.READY and y.blockers == []
 
+    async def test_an_import_that_takes_a_task_from_below_a_failed_one_frees_it(
+        self, store: TaskStore
+    ) -> None:
+        """import_tasks(replace=True) rewriting a blocked task's dependencies: as update_task."""
+        root = await store.create_task({"title": "root", "max_retries": 0})
+        task = await store.create_task({"title": "task", "dependencies": [root.id]})
+        below = await store.create_task({"title": "below", "dependencies": [task.id]})
+        assert await store.claim_task(root.id, "agent-1") is not None
+        await store.fail_task(root.id, "agent-1", "fatal")
+        blocked = await store.get_task(task.id)
+        assert blocked is not None and names(blocked, root.id)
+        await store.import_tasks([blocked.model_copy(update={"dependencies": []})], replace=True)
+        freed = await store.get_task(task.id)
+        assert freed is not None and freed.status is TaskStatus.READY and freed.blockers == []
+        assert freed.version == blocked.version, "an imported task keeps its version"
+        back = await store.get_task(below.id)
+        assert back is not None and back.status is TaskStatus.PENDING and back.blockers == []
+
     # -- stored status agrees with the ready rule ----------------------------
 
     async def test_stored_status_agrees_with_readiness(self, store: TaskStore) -> None:
