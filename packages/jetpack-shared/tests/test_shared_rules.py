@@ -31,6 +31,7 @@ from jetpack.shared.rules import (
     outgoing,
     paths_overlap,
     plan_block,
+    plan_rebase,
     resettle,
     retention_score,
     retry_delay_ms,
@@ -275,6 +276,31 @@ def test_plan_block_and_topological_order() -> None:
         "c",
         "e",
     ]
+
+
+def test_plan_rebase_drops_blockers_an_edit_made_stale() -> None:
+    """root (failed) above x above y, blocked naming root; z names x, through w."""
+    label = "dependency root failed"
+    tasks = {
+        "root": task(id="root", status="failed"),
+        "x": task(id="x", status="blocked", blockers=[label]),  # its edge to root just removed
+        "y": task(id="y", status="blocked", dependencies=["x"], blockers=[label]),
+        "w": task(id="w", status="blocked", dependencies=["x"], blockers=["dependency x blocked"]),
+        "z": task(id="z", status="blocked", dependencies=["w"], blockers=["dependency x blocked"]),
+        "done": task(id="done", status="completed", dependencies=["x"], blockers=[label]),
+    }
+    edges = [(t.id, d) for t in tasks.values() for d in t.dependencies]
+    status = {t.id: t.status for t in tasks.values()}
+    plan = plan_rebase(["x", "y", "w", "z", "done"], edges, tasks.get, status.get)
+    assert plan == [
+        ("x", TaskStatus.READY, []),
+        ("y", TaskStatus.PENDING, []),
+        ("w", TaskStatus.PENDING, []),
+        ("done", TaskStatus.COMPLETED, []),  # a final task keeps its status, loses the label
+        ("z", TaskStatus.PENDING, []),  # names x without depending on it directly
+    ]
+    # with root still above x (the edge kept), nothing is stale: no change
+    assert plan_rebase(["x", "y"], [*edges, ("x", "root")], tasks.get, status.get) == []
 
 
 def test_status_change_keeps_the_claim_invariants() -> None:
