@@ -186,19 +186,21 @@ export class Graph {
     return next;
   }
 
-  /** `_settle.after_status_change`: block below, resettle below, or promote dependants. */
-  async afterStatusChange(old: Task, next: Task): Promise<void> {
+  /** `_settle.after_status_change`: block below, resettle below, or promote dependants (`closure`: below `next`, loaded). */
+  async afterStatusChange(old: Task, next: Task, closure?: readonly string[]): Promise<void> {
     if (next.status === old.status) return;
     if (BLOCKING.has(next.status)) {
-      this.tail.push(q.blockBelow(q.root(next.id, labelOf(next)), this.now));
+      // With the closure at hand (loaded), decided here, so what follows in the decision reads it.
+      if (closure !== undefined) this.blockClosure(next, closure);
+      else this.tail.push(q.blockBelow(q.root(next.id, labelOf(next)), this.now));
     } else if (BLOCKING.has(old.status) || old.status === "completed") {
-      await this.resettleAll(await this.closure(next.id));
+      await this.resettleAll(closure ?? (await this.closure(next.id)));
     } else if (next.status === "completed") {
       this.tail.push(q.promoteDependants(next.id, this.now));
     }
   }
 
-  /** `_settle.block_closure`, decided here rather than by SQL after the batch: block `closure` (loaded) below `task`. */
+  /** `_settle.block_closure` in the decision (not by SQL after the batch): block `closure` (loaded) below `task`. */
   blockClosure(task: Task, closure: readonly string[]): void {
     const below = new Map<string, string[]>();
     for (const child of closure) {
@@ -210,14 +212,13 @@ export class Graph {
 
   /**
    * `_settle.rebase` after an edit of `old`'s dependencies (`next`, its new edges
-   * not stored yet): what its status change means below it, then `rules.planRebase`
-   * over it and its dependants closure.
+   * not stored yet): what its status change means below it (on the closure read
+   * once), then `rules.planRebase` over it and its dependants closure.
    */
   async rebase(old: Task, next: Task): Promise<void> {
     const closure = await this.closure(next.id);
     await this.load(closure);
-    if (next.status !== old.status && BLOCKING.has(next.status)) this.blockClosure(next, closure);
-    else await this.afterStatusChange(old, next);
+    await this.afterStatusChange(old, next, closure);
     const ids = [next.id, ...closure];
     // Stored edges: the task's old ones are left out, its new dependencies walked up from.
     const [version, above] = await this.db.batch([q.graphVersion(), q.edgesAbove([...ids, ...next.dependencies])]);
