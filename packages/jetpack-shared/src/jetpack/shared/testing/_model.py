@@ -54,7 +54,7 @@ def _stranded(tasks: list[Task]) -> list[str]:
         t.id
         for t in tasks
         if t.status in (TaskStatus.PENDING, TaskStatus.READY)
-        and any(status.get(d) in (TaskStatus.FAILED, TaskStatus.BLOCKED) for d in t.dependencies)
+        and any(status.get(d) in _BLOCKING for d in t.dependencies)
     ]
 
 

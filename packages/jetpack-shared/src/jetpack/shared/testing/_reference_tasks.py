@@ -151,19 +151,22 @@ class InMemoryTaskStore(AsyncStoreMixin):
         for dep_id in topological_order(closure, self._deps_of):
             self._resettle(self._tasks[dep_id])
 
+    def _place(
+        self, task: Task, status: TaskStatus, blockers: list[str], keep: Collection[str] = ()
+    ) -> None:
+        """Store a task's new status and blockers (ids in ``keep``: no new version)."""
+        if task.id in keep:
+            self._tasks[task.id] = task.model_copy(update={"status": status, "blockers": blockers})
+        else:
+            self._put(task, status=status, blockers=blockers)
+
     def _rebase(self, ids: list[str], keep: Collection[str] = ()) -> None:
         """After an edit of dependencies (rules.plan_rebase); ``keep``: no new version."""
         edges = [(t.id, d) for t in self._tasks.values() for d in t.dependencies]
         for changed_id, status, blockers in plan_rebase(
             ids, edges, self._tasks.get, self._status_of
         ):
-            task = self._tasks[changed_id]
-            if changed_id in keep:
-                self._tasks[changed_id] = task.model_copy(
-                    update={"status": status, "blockers": blockers}
-                )
-            else:
-                self._put(task, status=status, blockers=blockers)
+            self._place(self._tasks[changed_id], status, blockers, keep)
 
     def _recover(self, now: datetime) -> list[Task]:
         out = []
@@ -250,14 +253,8 @@ class InMemoryTaskStore(AsyncStoreMixin):
             for task_id in topological_order(touched, self._deps_of):
                 task = self._tasks[task_id]
                 status, blockers = resettle(task, self._status_of)
-                if status is task.status and blockers == task.blockers:
-                    continue
-                if task_id in batch:
-                    self._tasks[task_id] = task.model_copy(
-                        update={"status": status, "blockers": blockers}
-                    )
-                else:
-                    self._put(task, status=status, blockers=blockers)
+                if status is not task.status or blockers != task.blockers:
+                    self._place(task, status, blockers, keep=batch)
             if replace:  # edges of stored tasks were replaced
                 self._rebase(touched, batch)
             return len(parsed)

@@ -540,7 +540,10 @@ class TaskStoreContract(KitContract, kit=True):
     # -- dependants of failed and blocked tasks ----------------------------
 
     async def _failed(self, store: TaskStore, title: str = "root") -> Task:
-        task = await store.create_task({"title": title, "max_retries": 0})
+        return await self._fail(store, await store.create_task({"title": title, "max_retries": 0}))
+
+    async def _fail(self, store: TaskStore, task: Task) -> Task:
+        """Claim ``task`` (created with ``max_retries`` 0) and fail it for good."""
         assert await store.claim_task(task.id, "agent-1") is not None
         failed = await store.fail_task(task.id, "agent-1", "fatal")
         assert failed.status is TaskStatus.FAILED
@@ -632,8 +635,7 @@ class TaskStoreContract(KitContract, kit=True):
         task = await store.create_task({"title": "task", "dependencies": [middle.id]})
         below = await store.create_task({"title": "below", "dependencies": [task.id]})
         other = await store.create_task({"title": "other"})
-        assert await store.claim_task(root.id, "agent-1") is not None
-        await store.fail_task(root.id, "agent-1", "fatal")
+        await self._fail(store, root)
         assert names(await store.get_task(below.id), root.id)  # blocked naming the root cause
         moved = await store.update_task(task.id, {"dependencies": [other.id]})
         assert moved.status is TaskStatus.PENDING and moved.blockers == []
@@ -654,8 +656,7 @@ class TaskStoreContract(KitContract, kit=True):
         first = await store.create_task({"title": "first", "max_retries": 0})
         task = await store.create_task({"title": "task", "dependencies": [first.id]})
         below = await store.create_task({"title": "below", "dependencies": [task.id]})
-        assert await store.claim_task(first.id, "agent-1") is not None
-        await store.fail_task(first.id, "agent-1", "fatal")
+        await self._fail(store, first)
         assert names(await store.get_task(below.id), first.id)
         second = await self._failed(store, "second")
         moved = await store.update_task(task.id, {"dependencies": [second.id]})
@@ -746,8 +747,7 @@ class TaskStoreContract(KitContract, kit=True):
         root = await store.create_task({"title": "root", "max_retries": 0})
         task = await store.create_task({"title": "task", "dependencies": [root.id]})
         below = await store.create_task({"title": "below", "dependencies": [task.id]})
-        assert await store.claim_task(root.id, "agent-1") is not None
-        await store.fail_task(root.id, "agent-1", "fatal")
+        await self._fail(store, root)
         blocked = await store.get_task(task.id)
         assert blocked is not None and names(blocked, root.id)
         await store.import_tasks([blocked.model_copy(update={"dependencies": []})], replace=True)
