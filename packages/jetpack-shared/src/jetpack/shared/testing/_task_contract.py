@@ -542,6 +542,14 @@ class TaskStoreContract(KitContract, kit=True):
     async def _failed(self, store: TaskStore, title: str = "root") -> Task:
         return await self._fail(store, await store.create_task({"title": title, "max_retries": 0}))
 
+    async def _failed_chain(self, store: TaskStore, *titles: str) -> list[Task]:
+        """A chain of tasks, each depending on the one before; the first then fails for good."""
+        chain = [await store.create_task({"title": titles[0], "max_retries": 0})]
+        for title in titles[1:]:
+            chain.append(await store.create_task({"title": title, "dependencies": [chain[-1].id]}))
+        chain[0] = await self._fail(store, chain[0])
+        return chain
+
     async def _fail(self, store: TaskStore, task: Task) -> Task:
         """Claim ``task`` (created with ``max_retries`` 0) and fail it for good."""
         assert await store.claim_task(task.id, "agent-1") is not None
@@ -630,12 +638,10 @@ class TaskStoreContract(KitContract, kit=True):
         Before, it (and what was blocked below it) kept naming the failed task, and
         reopening that task never reached them: blocked for good, for nothing.
         """
-        root = await store.create_task({"title": "root", "max_retries": 0})
-        middle = await store.create_task({"title": "middle", "dependencies": [root.id]})
-        task = await store.create_task({"title": "task", "dependencies": [middle.id]})
-        below = await store.create_task({"title": "below", "dependencies": [task.id]})
+        root, middle, task, below = await self._failed_chain(
+            store, "root", "middle", "task", "below"
+        )
         other = await store.create_task({"title": "other"})
-        await self._fail(store, root)
         assert names(await store.get_task(below.id), root.id)  # blocked naming the root cause
         moved = await store.update_task(task.id, {"dependencies": [other.id]})
         assert moved.status is TaskStatus.PENDING and moved.blockers == []
@@ -653,10 +659,7 @@ class TaskStoreContract(KitContract, kit=True):
         self, store: TaskStore
     ) -> None:
         """A blocked task moved from below one failed task to below another names the new one."""
-        first = await store.create_task({"title": "first", "max_retries": 0})
-        task = await store.create_task({"title": "task", "dependencies": [first.id]})
-        below = await store.create_task({"title": "below", "dependencies": [task.id]})
-        await self._fail(store, first)
+        first, task, below = await self._failed_chain(store, "first", "task", "below")
         assert names(await store.get_task(below.id), first.id)
         second = await self._failed(store, "second")
         moved = await store.update_task(task.id, {"dependencies": [second.id]})
@@ -744,10 +747,7 @@ class TaskStoreContract(KitContract, kit=True):
         self, store: TaskStore
     ) -> None:
         """import_tasks(replace=True) rewriting a blocked task's dependencies: as update_task."""
-        root = await store.create_task({"title": "root", "max_retries": 0})
-        task = await store.create_task({"title": "task", "dependencies": [root.id]})
-        below = await store.create_task({"title": "below", "dependencies": [task.id]})
-        await self._fail(store, root)
+        root, task, below = await self._failed_chain(store, "root", "task", "below")
         blocked = await store.get_task(task.id)
         assert blocked is not None and names(blocked, root.id)
         await store.import_tasks([blocked.model_copy(update={"dependencies": []})], replace=True)
